@@ -1,0 +1,189 @@
+"""A run is one TOML file (SPEC 1, issue 2): pool, benchmark, method settings, seed, output dir.
+
+Unknown keys are errors; `--set dotted.key=value` overrides any value. Paths of data (benchmark
+folders, replay files) are relative to the data directory: `--data-dir`, else `SMOE_DATA_DIR`,
+else `../shared/data` when it exists.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from .errors import ConfigError
+from .types import GenerationSettings
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelSpec(_Strict):
+    """One named model: which engine runs it, which model, how it generates."""
+
+    engine: str
+    model: str
+    settings: GenerationSettings = GenerationSettings()
+    # Engine-specific options: n_ctx, n_threads, batch_size (llama_cpp); base_url, api_key_env,
+    # concurrency, timeout (openai); ...
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class BenchmarkConfig(_Strict):
+    path: str = "demo"  # "demo", a folder of <split>.jsonl under the data dir, or "hub:<name>"
+    validation: str = "validation"
+    test: str = "test"
+    limit: int | None = Field(None, ge=1, description="use only the first N test questions")
+    validation_limit: int | None = Field(None, ge=1)
+
+
+class KeywordConfig(_Strict):
+    model: str = "smollm2"
+    samples: int = Field(5, ge=1)
+    filter: Literal["per_question", "global"] = "per_question"
+    min_count: int = Field(2, ge=1)
+    max_length: int = Field(20, ge=1)
+    max_tokens: int = Field(64, ge=1)
+    temperature: float = 0.7
+    skills_from_field: str | None = None
+
+
+class RecruitConfig(_Strict):
+    k: int = Field(3, ge=1)
+    weighting: Literal["softmax", "linear"] = "softmax"
+    temperature: float = Field(0.5, gt=0)
+    trim_share: float = Field(0.05, ge=0, lt=1)
+    embedding_model: str = "all-MiniLM-L6-v2"
+
+
+class AggregatorConfig(_Strict):
+    method: Literal["llm", "majority", "weighted"] = "llm"
+    model: str | None = None  # fixed aggregator; None: chosen by the synthetic benchmark
+    candidates: list[str] | None = None  # None: every model with an LLM engine (not replay)
+    discussion: bool = False
+    max_tokens: int | None = None
+
+
+class SchedulerConfig(_Strict):
+    mode: Literal["batched", "sequential"] = "batched"
+    workers: int = Field(1, ge=1)
+    progress: bool = True
+
+
+class RunConfig(_Strict):
+    name: str = "run"
+    seed: int = 0
+    out: str = "runs/run"
+    data_dir: str | None = None
+    store: str | None = None  # default: <out>/generations.sqlite
+    methods: list[str] = Field(default_factory=lambda: ["symbolic_moe"])
+    benchmark: BenchmarkConfig = BenchmarkConfig()
+    pool: dict[str, ModelSpec]
+    models: dict[str, ModelSpec] = Field(default_factory=dict)  # keyword LLM, aggregators, meta LLM
+    keywords: KeywordConfig = KeywordConfig()
+    recruit: RecruitConfig = RecruitConfig()
+    aggregator: AggregatorConfig = AggregatorConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    method_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> RunConfig:
+        if not self.pool:
+            raise ValueError("pool: at least one model is needed")
+        both = set(self.pool) & set(self.models)
+        if both:
+            raise ValueError(f"models: names also used in pool: {sorted(both)}")
+        return self
+
+    def spec(self, name: str) -> ModelSpec:
+        """The model called `name`, from the pool or the extra models."""
+        if name in self.pool:
+            return self.pool[name]
+        if name in self.models:
+            return self.models[name]
+        raise ConfigError(f"model '{name}' is neither in [pool] nor in [models]")
+
+    @property
+    def all_models(self) -> dict[str, ModelSpec]:
+        return {**self.pool, **self.models}
+
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    def store_path(self) -> Path:
+        return Path(self.store) if self.store else self.out_dir() / "generations.sqlite"
+
+
+def default_data_dir() -> Path | None:
+    """`SMOE_DATA_DIR`, else `../shared/data` seen from the working directory or the checkout."""
+    env = os.environ.get("SMOE_DATA_DIR")
+    if env:
+        return Path(env)
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        candidate = base.parent / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def resolve_data_dir(config: RunConfig, override: str | Path | None = None) -> Path | None:
+    if override:
+        return Path(override)
+    if config.data_dir:
+        return Path(config.data_dir)
+    return default_data_dir()
+
+
+def _parse_value(text: str) -> Any:
+    """A `--set` value: TOML syntax when it parses (numbers, booleans, lists), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set expects dotted.key=value, got '{item}'")
+        dotted, value = item.split("=", 1)
+        keys = dotted.strip().split(".")
+        node = raw
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: '{key}' is not a table")
+        node[keys[-1]] = _parse_value(value.strip())
+    return raw
+
+
+def load_config(
+    path: str | Path, overrides: list[str] | None = None, out: str | Path | None = None
+) -> RunConfig:
+    """Read a run TOML, apply `--set` overrides and `--out`; errors name the file and field."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    raw = apply_overrides(raw, overrides or [])
+    if out is not None:
+        raw["out"] = str(out)
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{source}: {where}: {message}{more}") from None

@@ -1,0 +1,41 @@
+"""Engines behind one protocol. Each registers lazily, so importing this costs nothing heavy."""
+
+from .base import Engine, EngineStats, TimedEngine, create_engine, engine_kinds, register
+
+
+@register("llama_cpp")
+def _llama_cpp() -> type:
+    from .llama_cpp import LlamaCppEngine
+
+    return LlamaCppEngine
+
+
+@register("openai")
+def _openai() -> type:
+    from .openai import OpenAIEngine
+
+    return OpenAIEngine
+
+
+@register("replay")
+def _replay() -> type:
+    from .replay import ReplayEngine
+
+    return ReplayEngine
+
+
+@register("transformers")
+def _transformers() -> type:
+    from .transformers import TransformersEngine
+
+    return TransformersEngine
+
+
+@register("vllm")
+def _vllm() -> type:
+    from .vllm import VLLMEngine
+
+    return VLLMEngine
+
+
+__all__ = ["Engine", "EngineStats", "TimedEngine", "create_engine", "engine_kinds", "register"]

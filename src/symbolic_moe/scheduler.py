@@ -1,0 +1,228 @@
+"""One scheduler for every generation of every method (paper 3.3.3, Algorithm 1).
+
+`Scheduler.run(jobs)` takes (model, chat request) jobs, answers what the store already holds,
+and generates the rest:
+- batched (default): group jobs by model, load each model once, generate its whole group in
+  chunks (each chunk stored as soon as it returns), unload; several workers run whole model
+  groups in parallel, largest first;
+- sequential: question by question, load each needed model in turn (the naive baseline of the
+  paper's Fig. 3 (II)), for the efficiency comparison.
+A model whose jobs are all stored is never loaded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .config import ModelSpec
+from .engines import Engine, create_engine
+from .store import GenerationStore, generation_key
+from .types import ChatRequest, Completion, GenerationSettings
+
+
+@dataclass(frozen=True)
+class Job:
+    """Generate `request` with the model named `model`; `settings` overrides the model's own."""
+
+    model: str
+    request: ChatRequest
+    settings: GenerationSettings | None = None
+
+
+@dataclass
+class ModelUsage:
+    """What one model cost in a run: loads, seconds, tokens, requests generated and reused."""
+
+    loads: int = 0
+    load_seconds: float = 0.0
+    unload_seconds: float = 0.0
+    generate_seconds: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    generated: int = 0
+    reused: int = 0
+
+
+class ModelPool:
+    """Named models; builds each engine on first use and keeps it (unloaded) for reuse."""
+
+    def __init__(self, specs: dict[str, ModelSpec], data_dir: Path | None = None) -> None:
+        self.specs = dict(specs)
+        self.data_dir = data_dir
+        self._engines: dict[str, Engine] = {}
+
+    def engine(self, name: str) -> Engine:
+        if name not in self._engines:
+            spec = self.specs[name]
+            options = {"data_dir": str(self.data_dir) if self.data_dir else None, **spec.options}
+            self._engines[name] = create_engine(spec.engine, spec.model, options)
+        return self._engines[name]
+
+    def settings(self, name: str) -> GenerationSettings:
+        return self.specs[name].settings
+
+    def unload_all(self) -> None:
+        for engine in self._engines.values():
+            engine.unload()
+
+
+@dataclass
+class Scheduler:
+    pool: ModelPool
+    store: GenerationStore
+    mode: str = "batched"
+    workers: int = 1
+    chunk_size: int = 16
+    progress: bool = True
+    usage: dict[str, ModelUsage] = field(default_factory=lambda: defaultdict(ModelUsage))
+    plans: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, jobs: Sequence[Job], label: str = "generate") -> list[Completion]:
+        """Completions for `jobs`, in order. Stored generations are reused, never repeated."""
+        keyed = [(self._key(job), job) for job in jobs]
+        results: dict[str, Completion] = self.store.get_many({k for k, _ in keyed})
+        todo: dict[str, Job] = {k: j for k, j in keyed if k not in results}
+        for key, job in keyed:
+            if key in results:
+                self.usage[job.model].reused += 1
+        groups: dict[str, list[tuple[str, Job]]] = defaultdict(list)
+        for key, job in todo.items():
+            groups[job.model].append((key, job))
+        self.plans.append(
+            {
+                "label": label,
+                "mode": self.mode,
+                "jobs": len(jobs),
+                "reused": len(jobs) - len(todo),
+                "groups": {model: len(items) for model, items in groups.items()},
+            }
+        )
+        if todo:
+            with self._progress(label, len(todo)) as advance:
+                if self.mode == "sequential":
+                    self._run_sequential(list(todo.items()), results, advance)
+                else:
+                    self._run_batched(groups, results, advance)
+        return [results[key] for key, _ in keyed]
+
+    # -- the two strategies -------------------------------------------------------------
+
+    def _run_batched(self, groups: dict[str, list[tuple[str, Job]]], results: dict, advance) -> None:
+        ordered = sorted(groups.items(), key=lambda item: -len(item[1]))  # largest first
+        if self.workers <= 1 or len(ordered) <= 1:
+            for model, items in ordered:
+                self._run_group(model, items, results, advance)
+            return
+        with ThreadPoolExecutor(max_workers=self.workers) as executor:
+            futures = [executor.submit(self._run_group, m, items, results, advance) for m, items in ordered]
+            for future in futures:
+                future.result()
+
+    def _run_sequential(self, items: list[tuple[str, Job]], results: dict, advance) -> None:
+        by_question: dict[str | None, list[tuple[str, Job]]] = defaultdict(list)
+        for key, job in items:
+            by_question[job.request.question_id].append((key, job))
+        for question_items in by_question.values():
+            for key, job in question_items:
+                self._run_group(job.model, [(key, job)], results, advance)
+
+    def _run_group(self, model: str, items: list[tuple[str, Job]], results: dict, advance) -> None:
+        """Load `model` once, generate all `items` chunk by chunk (storing each), unload."""
+        engine = self.pool.engine(model)
+        usage = ModelUsage()
+        before = _snapshot(engine)
+        try:
+            engine.load()
+            by_settings: dict[GenerationSettings, list[tuple[str, Job]]] = defaultdict(list)
+            for key, job in items:
+                by_settings[self._settings(job)].append((key, job))
+            for settings, same in by_settings.items():
+                for start in range(0, len(same), self.chunk_size):
+                    chunk = same[start : start + self.chunk_size]
+                    completions = engine.generate([job.request for _, job in chunk], settings)
+                    stored = [(key, job.request, c) for (key, job), c in zip(chunk, completions, strict=True)]
+                    self.store.put_many(engine.kind, engine.model, settings, stored)
+                    for key, _, completion in stored:
+                        results[key] = completion
+                    advance(len(chunk))
+        finally:
+            engine.unload()
+            after = _snapshot(engine)
+            for name in after:
+                setattr(usage, name, after[name] - before[name])
+            usage.generated = len(items)
+            with self._lock:
+                total = self.usage[model]
+                for name, value in vars(usage).items():
+                    if name != "reused":
+                        setattr(total, name, getattr(total, name) + value)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _settings(self, job: Job) -> GenerationSettings:
+        return job.settings or self.pool.settings(job.model)
+
+    def _key(self, job: Job) -> str:
+        spec = self.pool.specs[job.model]
+        return generation_key(spec.engine, spec.model, job.request, self._settings(job))
+
+    def _progress(self, label: str, total: int):
+        return _ProgressContext(label, total, self.progress)
+
+    def report(self) -> dict[str, Any]:
+        """Loads, time and tokens per model, and their totals, for results.json."""
+        per_model = {name: vars(u).copy() for name, u in sorted(self.usage.items())}
+        totals = {
+            key: sum(u[key] for u in per_model.values())
+            for key in vars(ModelUsage())
+        }
+        return {"per_model": per_model, "totals": totals, "plans": self.plans}
+
+
+def _snapshot(engine: Engine) -> dict[str, float]:
+    s = engine.stats
+    return {
+        "loads": s.loads,
+        "load_seconds": s.load_seconds,
+        "unload_seconds": s.unload_seconds,
+        "generate_seconds": s.generate_seconds,
+        "prompt_tokens": s.prompt_tokens,
+        "completion_tokens": s.completion_tokens,
+    }
+
+
+class _ProgressContext:
+    """A rich progress bar (or nothing), yielding a thread-safe `advance(n)`."""
+
+    def __init__(self, label: str, total: int, enabled: bool) -> None:
+        self.label, self.total, self.enabled = label, total, enabled
+        self._progress: Progress | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+        )
+        self._progress.start()
+        task = self._progress.add_task(self.label, total=self.total)
+
+        def advance(n: int) -> None:
+            with self._lock:
+                self._progress.advance(task, n)
+
+        return advance
+
+    def __exit__(self, *exc) -> None:
+        if self._progress is not None:
+            self._progress.stop()
