@@ -84,6 +84,10 @@ class Scheduler:
     progress: bool = True
     usage: dict[str, ModelUsage] = field(default_factory=lambda: defaultdict(ModelUsage))
     plans: list[dict[str, Any]] = field(default_factory=list)
+    # What callers asked for, generated or reused: methods meter their cost from these.
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, jobs: Sequence[Job], label: str = "generate") -> list[Completion]:
@@ -112,7 +116,11 @@ class Scheduler:
                     self._run_sequential(list(todo.items()), results, advance)
                 else:
                     self._run_batched(groups, results, advance)
-        return [results[key] for key, _ in keyed]
+        ordered = [results[key] for key, _ in keyed]
+        self.calls += len(ordered)
+        self.prompt_tokens += sum(c.prompt_tokens for c in ordered)
+        self.completion_tokens += sum(c.completion_tokens for c in ordered)
+        return ordered
 
     # -- the two strategies -------------------------------------------------------------
 
@@ -177,6 +185,10 @@ class Scheduler:
 
     def _progress(self, label: str, total: int):
         return _ProgressContext(label, total, self.progress)
+
+    @property
+    def loads(self) -> int:
+        return sum(u.loads for u in self.usage.values())
 
     def report(self) -> dict[str, Any]:
         """Loads, time and tokens per model, and their totals, for results.json."""

@@ -1,0 +1,163 @@
+"""`smoe`: the command line. Each pipeline step is a command; `smoe run` does them all.
+
+Every command takes a run config (TOML), `--set dotted.key=value` overrides, `--out DIR` and
+`--data-dir DIR`. Problems the user can fix print one `error:` line and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .config import load_config
+from .errors import SmoeError
+
+app = typer.Typer(
+    help="Symbolic-MoE: per-question, skill-based routing over a pool of LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+ConfigArg = Annotated[Path, typer.Argument(help="run config (TOML), e.g. configs/embedded.toml")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config value: dotted.key=value")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="run directory (default: config's `out`)")]
+DataOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory (default: $SMOE_DATA_DIR)")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="recruitment/generation seed")]
+
+
+def friendly(fn):
+    """Turn user-fixable errors into one line and exit status 1 (nothing stored is lost)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except SmoeError as exc:
+            console.print(f"[red]error:[/red] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            console.print("interrupted: finished generations are stored; run again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def open_run(config: Path, sets: list[str] | None, out: Path | None, data_dir: Path | None):
+    from .run import Run
+
+    return Run(load_config(config, sets or [], out), data_dir)
+
+
+def _table(title: str, columns: list[str], rows: list[list[object]]) -> None:
+    table = Table(title=title)
+    for c in columns:
+        table.add_column(c)
+    for row in rows:
+        table.add_row(*[str(x) for x in row])
+    Console().print(table)
+
+
+@app.command()
+@friendly
+def annotate(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None) -> None:
+    """Infer the skills each validation and test question needs (keyword LLM, SPEC 4.1)."""
+    run = open_run(config, set_, out, data_dir)
+    for split in ("validation", "test"):
+        kws = run.keywords(split)
+        empty = sum(1 for k in kws.values() if not k)
+        console.print(f"{split}: {len(kws)} questions, {len({k for v in kws.values() for k in v})} "
+                      f"distinct keywords, {empty} questions without a kept keyword")
+
+
+@app.command()
+@friendly
+def profile(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None) -> None:
+    """Build each pool model's skill profile on the validation split (SPEC 4.2)."""
+    run = open_run(config, set_, out, data_dir)
+    data = run.profiles()
+    rows = [[m, f"{100 * a:.1f}", len(data["profiles"][m]), sum(data["profiles"][m].values())]
+            for m, a in sorted(data["accuracy"].items(), key=lambda x: -x[1])]
+    _table("validation profiles", ["model", "accuracy %", "keywords", "total score"], rows)
+
+
+@app.command("choose-aggregator")
+@friendly
+def choose_aggregator(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None) -> None:
+    """Pick the task aggregator with the synthetic aggregation benchmark (SPEC 4.3)."""
+    run = open_run(config, set_, out, data_dir)
+    data = run.aggregator_benchmark()
+    rows = [[m, f"{100 * s:.1f}"] for m, s in sorted(data["scores"].items(), key=lambda x: -x[1])]
+    _table(f"aggregator benchmark: {data['usable_questions']} of {data['validation_questions']} "
+           "validation questions usable", ["candidate", "accuracy %"], rows)
+    console.print(f"chosen aggregator: {data['chosen']}")
+
+
+@app.command()
+@friendly
+def recruit(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None,
+            seed: SeedOpt = None) -> None:
+    """Recruit k experts per test question (SPEC 5.1-5.4) and write the plan."""
+    run = open_run(config, set_, out, data_dir)
+    plan = run.recruitment(seed)
+    rows = [[m, plan.counts_before[m], plan.counts_after[m]] for m in plan.models]
+    _table("selections per model", ["model", "before trimming", "after trimming"], rows)
+
+
+@app.command()
+@friendly
+def infer(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None,
+          seed: SeedOpt = None) -> None:
+    """Run the recruited experts, batched per model: each model loads once (SPEC 5.5)."""
+    run = open_run(config, set_, out, data_dir)
+    seed = run.config.seed if seed is None else seed
+    run.expert_outputs(run.recruitment(seed), seed)
+    console.print(json.dumps(run.scheduler.report()["totals"]))
+
+
+@app.command()
+@friendly
+def aggregate(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None,
+              seed: SeedOpt = None) -> None:
+    """Aggregate the experts' answers into final answers (SPEC 5.6)."""
+    _evaluate(config, set_, out, data_dir, ["symbolic_moe"], seed)
+
+
+@app.command()
+@friendly
+def evaluate(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None,
+             methods: Annotated[str | None, typer.Option(help="comma-separated methods")] = None,
+             seeds: Annotated[str | None, typer.Option(help="comma-separated seeds")] = None) -> None:
+    """Score methods on the test split; write results.json and predictions.jsonl."""
+    _evaluate(config, set_, out, data_dir, methods.split(",") if methods else None,
+              None, [int(s) for s in seeds.split(",")] if seeds else None)
+
+
+@app.command("run")
+@friendly
+def run_all(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None,
+            seed: SeedOpt = None) -> None:
+    """Every step in order: annotate, profile, choose aggregator, recruit, infer, aggregate, evaluate."""
+    _evaluate(config, set_, out, data_dir, None, seed)
+
+
+def _evaluate(config, sets, out, data_dir, methods, seed, seeds=None) -> None:
+    from .report import evaluate as evaluate_methods
+    from .report import print_summary
+
+    run = open_run(config, sets, out, data_dir)
+    seeds = seeds or [run.config.seed if seed is None else seed]
+    summary = evaluate_methods(run, methods or run.config.methods, seeds)
+    print_summary(summary)
+    console.print(f"wrote {run.out / 'results.json'}")
+
+
+def main() -> None:  # pragma: no cover
+    app(sys.argv[1:])

@@ -1,0 +1,76 @@
+"""Aggregation (paper 3.3.2, SPEC 5.6): turn k expert answers into one.
+
+- `llm`: the task aggregator answers the aggregator prompt holding the k answer parts;
+- `majority`: the most common extracted answer (ties: the one seen first);
+- `weighted`: votes weighted by each expert's recruitment probability for the question.
+An optional discussion round first lets each expert see the others' answers and answer again.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+from ..grading import answer_key, answer_part
+from ..prompts import aggregate_request, discuss_request
+from ..scheduler import Job, Scheduler
+from ..types import Completion, Question
+from .experts import run_slots, slot_jobs
+
+
+def vote(question: Question, texts: Sequence[str | None], weights: Sequence[float] | None = None) -> str | None:
+    """The answer with the largest (weighted) vote; unparseable answers do not vote."""
+    weights = weights if weights is not None else [1.0] * len(texts)
+    totals: dict[str, float] = defaultdict(float)
+    for text, weight in zip(texts, weights, strict=True):
+        key = answer_key(text, question)
+        if key is not None:
+            totals[key] += weight
+    if not totals:
+        return None
+    return max(totals, key=lambda k: totals[k])  # max keeps the first of equal totals
+
+
+def answer_as_text(key: str | None, question: Question) -> str | None:
+    """A voted answer written the way the grader reads answers."""
+    if key is None:
+        return None
+    return f"The answer is \\boxed{{{key}}}" if question.is_math else f"The answer is ({key})"
+
+
+def llm_aggregate(
+    questions: Sequence[Question],
+    expert_texts: Sequence[Sequence[str | None]],
+    aggregator: str,
+    scheduler: Scheduler,
+    seed: int = 0,
+    label: str = "aggregate",
+) -> list[Completion]:
+    """The aggregator's synthesis of each question's expert answers (answer parts only)."""
+    settings = scheduler.pool.settings(aggregator).model_copy(update={"seed": seed})
+    jobs = [
+        Job(aggregator, aggregate_request(q, [answer_part(t) for t in texts]), settings)
+        for q, texts in zip(questions, expert_texts, strict=True)
+    ]
+    return scheduler.run(jobs, label=f"{label} ({aggregator})")
+
+
+def discussion_round(
+    questions: Sequence[Question],
+    experts: Sequence[Sequence[str]],
+    expert_texts: Sequence[Sequence[str | None]],
+    scheduler: Scheduler,
+    seed: int = 0,
+    round_index: int = 1,
+    suffix: str = "",
+) -> list[list[Completion]]:
+    """Each expert answers again, seeing the other experts' answers (batched per model)."""
+    by_id = {q.id: texts for q, texts in zip(questions, expert_texts, strict=True)}
+
+    def build(q: Question, slot: int, sample: int):
+        texts = by_id[q.id]
+        others = [answer_part(t) for i, t in enumerate(texts) if i != slot]
+        return discuss_request(q, others, sample=sample, suffix=suffix)
+
+    jobs = slot_jobs(questions, experts, scheduler, seed, build)
+    return run_slots(jobs, scheduler, label=f"discussion round {round_index}")

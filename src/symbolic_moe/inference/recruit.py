@@ -1,0 +1,166 @@
+"""Skill-based recruitment (paper 3.3.1, SPEC 5.2-5.4), vectorised over questions x models.
+
+    S[q, i] = sum of model i's profile scores over q's mapped keywords   (local suitability)
+    g[i]    = model i's total profile score, made positive, normalised   (global competency)
+    w[q, i] = g[i] * S[q, i]                                             (relevance)
+
+`softmax` (paper): p = softmax(w / T), T = 0.5. `linear` (authors' scripts): keep models with
+S > 0 (all of them, shifted to be positive, if none), p proportional to S * g. A question with no
+mapped keywords falls back to p proportional to g. k experts are drawn with replacement; then
+experts with under 5% of all selections are trimmed and their slots re-drawn in proportion to
+the remaining models' selection counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Profile = dict[str, int]
+
+
+def score_matrix(
+    profiles: dict[str, Profile], models: Sequence[str], keywords: Sequence[Sequence[str]]
+) -> np.ndarray:
+    """S as a (questions x models) array."""
+    vocabulary = sorted({k for m in models for k in profiles.get(m, {})})
+    index = {k: j for j, k in enumerate(vocabulary)}
+    table = np.zeros((len(vocabulary), len(models)))
+    for i, m in enumerate(models):
+        for keyword, score in profiles.get(m, {}).items():
+            table[index[keyword], i] = score
+    counts = np.zeros((len(keywords), len(vocabulary)))
+    for q, ks in enumerate(keywords):
+        for k in set(ks):
+            if k in index:
+                counts[q, index[k]] = 1.0
+    return counts @ table
+
+
+def global_competency(profiles: dict[str, Profile], models: Sequence[str]) -> np.ndarray:
+    """Total profile scores, shifted so the lowest is 1 when any is <= 0, normalised to sum 1."""
+    totals = np.array([sum(profiles.get(m, {}).values()) for m in models], dtype=float)
+    if totals.min() <= 0:
+        totals = totals - totals.min() + 1.0
+    return totals / totals.sum()
+
+
+def probabilities(
+    scores: np.ndarray,
+    competency: np.ndarray,
+    weighting: str = "softmax",
+    temperature: float = 0.5,
+    has_keywords: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per-question recruitment distributions, (questions x models), rows summing to 1.
+    Rows where `has_keywords` is False (default: rows of all-zero scores) use `competency`."""
+    scores = np.asarray(scores, dtype=float)
+    if weighting == "softmax":
+        logits = competency[None, :] * scores / temperature
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+    elif weighting == "linear":
+        positive = scores > 0
+        shifted = scores - scores.min(axis=1, keepdims=True) + 1.0
+        none_positive = ~positive.any(axis=1, keepdims=True)
+        probs = np.where(none_positive, shifted, np.where(positive, scores, 0.0)) * competency[None, :]
+    else:
+        raise ValueError(f"unknown weighting '{weighting}' (softmax or linear)")
+    if has_keywords is None:
+        has_keywords = (scores != 0).any(axis=1)
+    probs[~np.asarray(has_keywords, dtype=bool)] = competency
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def sample_experts(probs: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k draws with replacement per row, by inverse CDF: (questions x k) model indices."""
+    cdf = np.cumsum(probs, axis=1)
+    draws = rng.random((probs.shape[0], k))
+    # index of the first cdf entry above the draw = how many entries are <= the draw
+    picks = (cdf[:, None, :] <= draws[:, :, None]).sum(axis=2)
+    return np.minimum(picks, probs.shape[1] - 1)
+
+
+def trim(
+    selections: np.ndarray, n_models: int, share: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Remove models with under `share` of all selections; re-draw their slots from the rest in
+    proportion to the rest's selection counts. Returns (new selections, removed mask)."""
+    counts = np.bincount(selections.ravel(), minlength=n_models).astype(float)
+    removed = counts < share * selections.size
+    if removed.all() or not removed.any():
+        return selections.copy(), np.zeros(n_models, dtype=bool)
+    keep_counts = np.where(removed, 0.0, counts)
+    new = selections.copy()
+    slots = removed[new]
+    new[slots] = rng.choice(n_models, size=int(slots.sum()), p=keep_counts / keep_counts.sum())
+    return new, removed
+
+
+@dataclass
+class Recruitment:
+    """The plan: which models answer each question, with the numbers that led there."""
+
+    models: list[str]
+    question_ids: list[str]
+    experts: list[list[str]]  # per question, k model names (after trimming)
+    probabilities: np.ndarray
+    counts_before: dict[str, int] = field(default_factory=dict)
+    counts_after: dict[str, int] = field(default_factory=dict)
+    trimmed: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "models": self.models,
+            "counts_before_trimming": self.counts_before,
+            "counts_after_trimming": self.counts_after,
+            "trimmed": self.trimmed,
+            "questions": [
+                {
+                    "id": qid,
+                    "experts": experts,
+                    "probabilities": {m: round(float(p), 6) for m, p in zip(self.models, row, strict=True)},
+                }
+                for qid, experts, row in zip(self.question_ids, self.experts, self.probabilities, strict=True)
+            ],
+        }
+
+
+def recruit(
+    question_ids: Sequence[str],
+    keywords: Sequence[Sequence[str]],
+    profiles: dict[str, Profile],
+    models: Sequence[str],
+    k: int = 3,
+    weighting: str = "softmax",
+    temperature: float = 0.5,
+    trim_share: float = 0.05,
+    seed: int = 0,
+) -> Recruitment:
+    models = list(models)
+    rng = np.random.default_rng(seed)
+    has_keywords = np.array([len(ks) > 0 for ks in keywords], dtype=bool)
+    probs = probabilities(
+        score_matrix(profiles, models, keywords),
+        global_competency(profiles, models),
+        weighting,
+        temperature,
+        has_keywords,
+    )
+    before = sample_experts(probs, k, rng)
+    after, removed = trim(before, len(models), trim_share, rng)
+
+    def counts(selection: np.ndarray) -> dict[str, int]:
+        return {m: int(c) for m, c in zip(models, np.bincount(selection.ravel(), minlength=len(models)), strict=True)}
+
+    return Recruitment(
+        models=models,
+        question_ids=list(question_ids),
+        experts=[[models[i] for i in row] for row in after],
+        probabilities=probs,
+        counts_before=counts(before),
+        counts_after=counts(after),
+        trimmed=[m for m, r in zip(models, removed, strict=True) if r],
+    )

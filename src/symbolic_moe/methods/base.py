@@ -1,0 +1,103 @@
+"""What a method is: a function of (run, seed) returning one prediction per test question.
+
+Methods are compositions of the shared steps (recruit, run experts, aggregate) and register by
+name with `@method("name")`; `smoe run` and `smoe compare` look them up here. Their LLM calls and
+tokens are metered from the scheduler, so every method is costed the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from ..grading import extract_answer, is_correct
+from ..types import Question
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+
+@dataclass
+class Prediction:
+    question_id: str
+    text: str | None  # the final output (an aggregator's text, or the voted answer written out)
+    answer: str | None
+    correct: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def grade(cls, question: Question, text: str | None, **detail: Any) -> Prediction:
+        return cls(question.id, text, extract_answer(text, question), is_correct(text, question), detail)
+
+
+@dataclass
+class MethodResult:
+    name: str
+    seed: int
+    predictions: list[Prediction]
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    loads: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accuracy(self) -> float:
+        return sum(p.correct for p in self.predictions) / len(self.predictions) if self.predictions else 0.0
+
+    @property
+    def n(self) -> int:
+        return len(self.predictions)
+
+
+MethodFn = Callable[["Run", int], list[Prediction] | tuple[list[Prediction], dict[str, Any]]]
+PrepareFn = Callable[["Run"], Any]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    fn: MethodFn
+    prepare: PrepareFn | None = None  # preprocessing, run before metering starts
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def method(name: str, prepare: PrepareFn | None = None) -> Callable[[MethodFn], MethodFn]:
+    """Register `fn(run, seed)` as `name`; `prepare(run)` computes the preprocessing it needs
+    (profiles, aggregator choice, ...) so that a method's metered cost is its inference only."""
+
+    def wrap(fn: MethodFn) -> MethodFn:
+        METHODS[name] = MethodSpec(fn, prepare)
+        return fn
+
+    return wrap
+
+
+def run_method(name: str, run: Run, seed: int) -> MethodResult:
+    """Run one registered method and meter its calls and tokens."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method '{name}' (known: {', '.join(sorted(METHODS))})")
+    spec = METHODS[name]
+    if spec.prepare is not None:
+        spec.prepare(run)
+    s = run.scheduler
+    before = (s.calls, s.prompt_tokens, s.completion_tokens, s.loads)
+    out = spec.fn(run, seed)
+    predictions, info = out if isinstance(out, tuple) else (out, {})
+    return MethodResult(
+        name=name,
+        seed=seed,
+        predictions=predictions,
+        calls=s.calls - before[0],
+        prompt_tokens=s.prompt_tokens - before[1],
+        completion_tokens=s.completion_tokens - before[2],
+        loads=s.loads - before[3],
+        info=info,
+    )
+
+
+def grade_all(questions: Sequence[Question], texts: Sequence[str | None], **detail: Any) -> list[Prediction]:
+    return [Prediction.grade(q, t, **detail) for q, t in zip(questions, texts, strict=True)]

@@ -1,0 +1,92 @@
+"""Symbolic-MoE (paper Fig. 2b): recruit k experts per question by skill, run them batched per
+model, aggregate. Variants differ only in the aggregator and the optional discussion round."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..grading import extract_answer
+from ..inference.aggregate import answer_as_text, discussion_round, llm_aggregate, vote
+from .base import Prediction, method
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+
+def symbolic_moe(
+    run: Run, seed: int, aggregation: str | None = None, discussion: bool | None = None, **recruit: Any
+) -> tuple[list[Prediction], dict[str, Any]]:
+    cfg = run.config.aggregator
+    aggregation = aggregation or cfg.method
+    discussion = cfg.discussion if discussion is None else discussion
+    questions = run.test
+    plan = run.recruitment(seed, **recruit)
+    outputs = run.expert_outputs(plan, seed)
+    texts = [[c.text for c in row] for row in outputs]
+    if discussion:
+        texts = [[c.text for c in row] for row in discussion_round(questions, plan.experts, texts, run.scheduler, seed)]
+
+    if aggregation == "llm":
+        aggregator = run.aggregator()
+        finals = [c.text for c in llm_aggregate(questions, texts, aggregator, run.scheduler, seed)]
+    else:
+        index = {m: i for i, m in enumerate(plan.models)}
+        finals = []
+        for q, row, experts, probs in zip(questions, texts, plan.experts, plan.probabilities, strict=True):
+            weights = [float(probs[index[m]]) for m in experts] if aggregation == "weighted" else None
+            finals.append(answer_as_text(vote(q, row, weights), q))
+        aggregator = aggregation
+
+    predictions = [
+        Prediction.grade(q, final, experts=experts, expert_answers=[extract_answer(t, q) for t in row])
+        for q, final, experts, row in zip(questions, finals, plan.experts, texts, strict=True)
+    ]
+    info = {
+        "aggregator": aggregator,
+        "selection_counts_before_trimming": plan.counts_before,
+        "selection_counts_after_trimming": plan.counts_after,
+        "trimmed": plan.trimmed,
+    }
+    return predictions, info
+
+
+def _prepare(aggregation: str | None = None):
+    """Preprocessing a variant needs: profiles and mapped keywords, plus the aggregator choice
+    when an LLM aggregates."""
+
+    def prepare(run: Run) -> None:
+        run.mapped_keywords()
+        if (aggregation or run.config.aggregator.method) == "llm":
+            run.aggregator()
+
+    return prepare
+
+
+@method("symbolic_moe", prepare=_prepare())
+def default(run: Run, seed: int):
+    return symbolic_moe(run, seed)
+
+
+@method("symbolic_moe_llm", prepare=_prepare("llm"))
+def with_llm_aggregator(run: Run, seed: int):
+    return symbolic_moe(run, seed, aggregation="llm")
+
+
+@method("symbolic_moe_vote", prepare=_prepare("majority"))
+def with_majority_vote(run: Run, seed: int):
+    return symbolic_moe(run, seed, aggregation="majority")
+
+
+@method("symbolic_moe_weighted", prepare=_prepare("weighted"))
+def with_weighted_vote(run: Run, seed: int):
+    return symbolic_moe(run, seed, aggregation="weighted")
+
+
+@method("symbolic_moe_linear", prepare=_prepare())
+def with_linear_weighting(run: Run, seed: int):
+    return symbolic_moe(run, seed, weighting="linear")
+
+
+@method("symbolic_moe_discussion", prepare=_prepare())
+def with_discussion(run: Run, seed: int):
+    return symbolic_moe(run, seed, discussion=True)
