@@ -161,3 +161,40 @@ def _evaluate(config, sets, out, data_dir, methods, seed, seeds=None) -> None:
 
 def main() -> None:  # pragma: no cover
     app(sys.argv[1:])
+
+
+@app.command()
+@friendly
+def serve(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None,
+          host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="port")] = 8000) -> None:
+    """Serve the mixture as one model behind an OpenAI-compatible /v1/chat/completions."""
+    import uvicorn
+
+    from .server import create_app
+
+    run = open_run(config, (set_ or []) + ["scheduler.progress=false"], out, data_dir)
+    uvicorn.run(create_app(run), host=host, port=port)
+
+
+@app.command("compare")
+@friendly
+def compare_methods(
+    config: ConfigArg,
+    methods: Annotated[str, typer.Option(help="comma-separated methods, e.g. task_best,self_consistency,moa")],
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0",
+    set_: SetOpt = None,
+    out: OutOpt = None,
+    data_dir: DataOpt = None,
+) -> None:
+    """Compare methods on one pool and benchmark (shared store); write compare.json and a Table-1 view."""
+    from .compare import compare, print_compare
+
+    run = open_run(config, set_, out, data_dir)
+    try:
+        seed_list = [int(s) for s in seeds.split(",")]
+    except ValueError:
+        raise typer.BadParameter(f"--seeds expects comma-separated integers, got '{seeds}'") from None
+    _, summary = compare(run, [m.strip() for m in methods.split(",") if m.strip()], seed_list)
+    print_compare(summary)
+    console.print(f"wrote {run.out / 'compare.json'} and {run.out / 'results.json'}")

@@ -97,13 +97,18 @@ class Run:
             return keywords.skills_from_field(questions, cfg.skills_from_field)
 
         def compute() -> dict:
-            samples = keywords.annotate(questions, self.scheduler, cfg)
-            kept = keywords.filter_keywords(samples, cfg.filter, cfg.min_count)
-            return {qid: {"samples": samples[qid], "kept": kept[qid]} for qid in samples}
+            return self.annotate(questions)
 
         depends = [cfg.model_dump(), self.config.spec(cfg.model).model_dump(), self._ids(split)]
         data = self.artifact(f"keywords_{split}.json", depends, compute)
         return {qid: row["kept"] for qid, row in data.items()}
+
+    def annotate(self, questions: list[Question]) -> dict[str, dict[str, list]]:
+        """Keyword samples and kept keywords of any questions: {qid: {"samples", "kept"}}."""
+        cfg = self.config.keywords
+        samples = keywords.annotate(questions, self.scheduler, cfg)
+        kept = keywords.filter_keywords(samples, cfg.filter, cfg.min_count)
+        return {qid: {"samples": samples[qid], "kept": kept[qid]} for qid in samples}
 
     def validation_outputs(self) -> dict[str, dict[str, str | None]]:
         """Every pool model's CoT answer to every validation question: {model: {qid: text}}."""
@@ -177,21 +182,36 @@ class Run:
         vocabulary = sorted({k for p in self.profiles()["profiles"].values() for k in p})
         test_keywords = self.keywords("test")
 
-        def compute() -> dict:
-            embedder = KeywordEmbedder(self.config.recruit.embedding_model, self.out / "embeddings.npz")
-            return map_keywords(test_keywords, vocabulary, embedder)
+        return self.artifact(
+            "keywords_test_mapped.json", [vocabulary, test_keywords], lambda: self.map_to_profiles(test_keywords)
+        )
 
-        return self.artifact("keywords_test_mapped.json", [vocabulary, test_keywords], compute)
+    @cached_property
+    def embedder(self) -> KeywordEmbedder:
+        return KeywordEmbedder(self.config.recruit.embedding_model, self.out / "embeddings.npz")
+
+    def map_to_profiles(self, question_keywords: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Replace each keyword by its nearest profile keyword (Sentence-BERT cosine)."""
+        vocabulary = sorted({k for p in self.profiles()["profiles"].values() for k in p})
+        return map_keywords(question_keywords, vocabulary, self.embedder)
 
     def recruitment(self, seed: int | None = None, **overrides: Any) -> Recruitment:
         """The recruitment plan for the test split (SPEC 5.2-5.4); `overrides` change
         fields of the recruit config (e.g. weighting) for ablations."""
         seed = self.config.seed if seed is None else seed
-        cfg = self.config.recruit.model_copy(update=overrides)
         mapped = self.mapped_keywords()
-        plan = recruit(
-            self._ids("test"),
-            [mapped[q.id] for q in self.test],
+        plan = self.recruit(self._ids("test"), [mapped[q.id] for q in self.test], seed, **overrides)
+        suffix = "" if not overrides else "_" + "_".join(f"{k}-{v}" for k, v in sorted(overrides.items()))
+        path = self.out / f"recruitment_seed{seed}{suffix}.json"
+        path.write_text(json.dumps(plan.to_json(), indent=1))
+        return plan
+
+    def recruit(self, question_ids: list[str], mapped: list[list[str]], seed: int, **overrides: Any) -> Recruitment:
+        """Recruit experts for any questions from their mapped keywords."""
+        cfg = self.config.recruit.model_copy(update=overrides)
+        return recruit(
+            question_ids,
+            mapped,
             self.profiles()["profiles"],
             self.experts,
             k=cfg.k,
@@ -200,16 +220,17 @@ class Run:
             trim_share=cfg.trim_share,
             seed=seed,
         )
-        suffix = "" if not overrides else "_" + "_".join(f"{k}-{v}" for k, v in sorted(overrides.items()))
-        path = self.out / f"recruitment_seed{seed}{suffix}.json"
-        path.write_text(json.dumps(plan.to_json(), indent=1))
-        return plan
 
-    def expert_outputs(self, plan: Recruitment, seed: int) -> list[list[Completion]]:
-        """The recruited experts' answers (batched per model), also written as JSONL."""
-        outputs = run_experts(self.test, plan.experts, self.scheduler, seed)
+    def expert_outputs(
+        self, plan: Recruitment, seed: int, questions: list[Question] | None = None, write: bool = True
+    ) -> list[list[Completion]]:
+        """The recruited experts' answers (batched per model), written as JSONL for the test split."""
+        questions = self.test if questions is None else questions
+        outputs = run_experts(questions, plan.experts, self.scheduler, seed)
+        if not write:
+            return outputs
         with (self.out / f"expert_outputs_seed{seed}.jsonl").open("w") as f:
-            for q, experts, row in zip(self.test, plan.experts, outputs, strict=True):
+            for q, experts, row in zip(questions, plan.experts, outputs, strict=True):
                 record = {"id": q.id, "experts": experts, "outputs": [c.text for c in row]}
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
         return outputs

@@ -63,6 +63,8 @@ class MethodSpec:
 
 
 METHODS: dict[str, MethodSpec] = {}
+# Parametrised methods: a name `prefix:argument` (e.g. `single:<model>`) is built on first use.
+FAMILIES: dict[str, Callable[[str], MethodSpec]] = {}
 
 
 def method(name: str, prepare: PrepareFn | None = None) -> Callable[[MethodFn], MethodFn]:
@@ -76,11 +78,20 @@ def method(name: str, prepare: PrepareFn | None = None) -> Callable[[MethodFn], 
     return wrap
 
 
+def method_spec(name: str) -> MethodSpec:
+    """The method called `name`: registered, or `prefix:argument` of a registered family."""
+    if name in METHODS:
+        return METHODS[name]
+    prefix, sep, argument = name.partition(":")
+    if sep and argument and prefix in FAMILIES:
+        return FAMILIES[prefix](argument)
+    known = sorted(METHODS) + [f"{p}:<argument>" for p in sorted(FAMILIES)]
+    raise ConfigError(f"unknown method '{name}' (known: {', '.join(known)})")
+
+
 def run_method(name: str, run: Run, seed: int) -> MethodResult:
     """Run one registered method and meter its calls and tokens."""
-    if name not in METHODS:
-        raise ConfigError(f"unknown method '{name}' (known: {', '.join(sorted(METHODS))})")
-    spec = METHODS[name]
+    spec = method_spec(name)
     if spec.prepare is not None:
         spec.prepare(run)
     s = run.scheduler

@@ -1,9 +1,13 @@
-"""Task-level baselines (paper 4.1, Table 1 and 4): the same questions to fixed models.
+"""Single-model and task-level baselines (paper 4.1, Tables 1 and 4): fixed models, no routing.
 
-- `task_best`: zero-shot CoT of the model with the best validation accuracy;
-- `top_k_vote`: the top-k models by validation accuracy, majority vote;
-- `random_k_vote`: k models drawn uniformly per question (seeded), majority vote;
+- `single:<model>`: zero-shot CoT of any named model (1 call per question);
+- `task_best`: zero-shot CoT of the model with the best validation accuracy (1 call);
+- `self_consistency`: task-best sampled 5 times, majority vote (5 calls; Wang et al. 2023);
+- `self_refine`: task-best answers, gives itself feedback, refines (3 calls; Madaan et al. 2023);
+- `top_k_vote`: the top-k models by validation accuracy, majority vote (k calls);
+- `random_k_vote`: k models drawn uniformly per question (seeded), majority vote (k calls);
 - `oracle`: right when any pool model is right (an upper bound for routing, not a method).
+Repeated samples of one model differ by their sample index (which offsets the seed).
 """
 
 from __future__ import annotations
@@ -12,17 +16,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..grading import is_correct
+from ..errors import ConfigError
+from ..grading import extract_answer, is_correct
 from ..inference.aggregate import answer_as_text, vote
 from ..inference.experts import run_experts
-from .base import Prediction, method
+from ..prompts import feedback_request, refine_request
+from .base import FAMILIES, MethodSpec, Prediction, method
+from .rounds import cot_round, followup_round, option, part, prepare_ranked, require_generators, task_best
 
 if TYPE_CHECKING:
     from ..run import Run
 
-
-def _ranked(run: Run) -> None:
-    run.ranked_models()
+_ranked = prepare_ranked
 
 
 def _voted(run: Run, experts: list[list[str]], seed: int) -> list[Prediction]:
@@ -33,13 +38,59 @@ def _voted(run: Run, experts: list[list[str]], seed: int) -> list[Prediction]:
     ]
 
 
+def zero_shot(run: Run, seed: int, model: str):
+    """Zero-shot CoT of one model on every test question."""
+    if model not in run.config.all_models:
+        raise ConfigError(f"method 'single:{model}': no model '{model}' in [pool] or [models]")
+    outputs = run_experts(run.test, [[model]] * len(run.test), run.scheduler, seed, label=f"zero-shot ({model})")
+    predictions = [Prediction.grade(q, row[0].text, experts=[model]) for q, row in zip(run.test, outputs, strict=True)]
+    return predictions, {"model": model}
+
+
+FAMILIES["single"] = lambda model: MethodSpec(lambda run, seed: zero_shot(run, seed, model))
+
+
 @method("task_best", prepare=_ranked)
-def task_best(run: Run, seed: int):
-    best = run.ranked_models()[0]
-    outputs = run_experts(run.test, [[best]] * len(run.test), run.scheduler, seed)
-    return [Prediction.grade(q, row[0].text, experts=[best]) for q, row in zip(run.test, outputs, strict=True)], {
-        "model": best
-    }
+def task_best_cot(run: Run, seed: int):
+    return zero_shot(run, seed, task_best(run))
+
+
+@method("self_consistency", prepare=_ranked)
+def self_consistency(run: Run, seed: int):
+    """Task-best x `samples` (default 5, odd to avoid ties), majority over the sampled answers."""
+    best, n = task_best(run), int(option(run, "self_consistency", "samples", 5))
+    samples = cot_round(run.test, [[best] * n] * len(run.test), run.scheduler, seed, f"self-consistency ({best})")
+    predictions = [
+        Prediction.grade(q, answer_as_text(vote(q, row), q), sample_answers=[extract_answer(t, q) for t in row])
+        for q, row in zip(run.test, samples, strict=True)
+    ]
+    return predictions, {"model": best, "samples": n}
+
+
+@method("self_refine", prepare=_ranked)
+def self_refine(run: Run, seed: int):
+    """Answer, self-feedback, refined answer: three rounds of the task-best model."""
+    best = task_best(run)
+    require_generators(run, [best], "self_refine")
+    questions, scheduler = run.test, run.scheduler
+    first = cot_round(questions, [[best]] * len(questions), scheduler, seed, f"self-refine answer ({best})")
+    answers = {q.id: part(row[0]) for q, row in zip(questions, first, strict=True)}
+
+    def feedback_to(q):
+        return feedback_request(q, answers[q.id])
+
+    feedback = followup_round(questions, best, feedback_to, scheduler, seed, f"self-refine feedback ({best})")
+    notes = {q.id: part(text) for q, text in zip(questions, feedback, strict=True)}
+
+    def refinement_of(q):
+        return refine_request(q, answers[q.id], notes[q.id])
+
+    refined = followup_round(questions, best, refinement_of, scheduler, seed, f"self-refine refinement ({best})")
+    predictions = [
+        Prediction.grade(q, text, first_answer=extract_answer(row[0], q))
+        for q, text, row in zip(questions, refined, first, strict=True)
+    ]
+    return predictions, {"model": best}
 
 
 @method("top_k_vote", prepare=_ranked)

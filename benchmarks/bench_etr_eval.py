@@ -1,0 +1,46 @@
+"""ETR evaluations for benchmarks/ETR.md: MMLU-Expert (routing + answer accuracy, Static vs
+Dynamic) and the MMLU-Pro small16 replay router.
+
+    .venv/bin/python benchmarks/bench_etr_eval.py [--train 50 --eval 30 --loss 10 --test-per-category 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from symbolic_moe.config import default_data_dir
+from symbolic_moe.etr.evaluate import mmlu_expert
+from symbolic_moe.etr.replay_pool import replay_router
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--train", type=int, default=50, help="training-half questions per domain")
+    p.add_argument("--eval", type=int, default=30, help="held-out questions per domain")
+    p.add_argument("--loss", type=int, default=10, help="questions per domain for loss-based query sets")
+    p.add_argument("--test-per-category", type=int, default=20)
+    p.add_argument("--work", type=Path, default=Path("runs/etr-bench"))
+    p.add_argument("--only", choices=["mmlu_expert", "replay"], default=None)
+    a = p.parse_args()
+    data, out = default_data_dir(), Path(__file__).parent / "results"
+    a.work.mkdir(parents=True, exist_ok=True)
+    if a.only in (None, "mmlu_expert"):
+        start = time.perf_counter()
+        res = mmlu_expert(data, a.work, a.train, a.eval, a.loss)
+        res["seconds"] = time.perf_counter() - start
+        (out / "etr_mmlu_expert.json").write_text(json.dumps(res, indent=1))
+        for name, m in res["methods"].items():
+            print(f"{name:24s} routing={m['routing_accuracy']} answer={m['answer_accuracy']:.3f}")
+    if a.only in (None, "replay"):
+        start = time.perf_counter()
+        res = replay_router(data, a.work, test_per_category=a.test_per_category)
+        res["seconds"] = time.perf_counter() - start
+        (out / "etr_replay_small16.json").write_text(json.dumps(res, indent=1))
+        print(json.dumps(res["methods"], indent=1), res["setup"]["meta_validation_accuracy"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""Batched multi-sequence decoding on llama.cpp's low-level API (llama-cpp-python 0.3.x).
+
+`LlamaModel` owns one loaded GGUF and one context; `decode(jobs)` runs any number of token
+sequences through `n_seq` parallel slots (continuous batching: a finished sequence's slot is
+refilled with the next waiting job in the same step). One request is the same code with one
+slot, so the batched and one-at-a-time paths share every setting.
+
+Design choices (why):
+- The KV cache is *not* unified: each slot gets its own stream of `n_ctx_seq` cells, so a token
+  attends only to its own sequence's cells. A unified cache would make every token attend over
+  all sequences' cells (masked), which costs more as generations grow.
+- Non-unified caches split a batch into micro-batches of consecutive sequence ids (llama.cpp's
+  `split_equal(sequential=true)`), so tokens are always added in slot order.
+- Flash attention defaults to off, as in the high-level `Llama` class, so outputs match it.
+- Each sequence has its own sampler chain seeded from the request: results do not depend on
+  which other sequences share the batch.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+from llama_cpp import _logger as llama_logger
+
+from ..errors import EngineError
+
+_CTX_ROUND = 256  # per-sequence context sizes are rounded up to this many cells
+_backend_ready = False
+
+
+@dataclass(frozen=True)
+class DecodeJob:
+    """One sequence to generate: a tokenised prompt and how to sample it."""
+
+    prompt: Sequence[int]
+    max_tokens: int
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class DecodeResult:
+    text: str
+    tokens: list[int]
+    prompt_tokens: int
+    finish_reason: str  # "stop" (EOG token or stop string) or "length"
+    seconds: float  # wall time from the sequence's admission to its end
+
+
+@dataclass
+class _Slot:
+    """A sequence in flight in one KV stream (= its sequence id)."""
+
+    index: int  # position of the job in the caller's list
+    job: DecodeJob
+    limit: int  # max new tokens, capped by the room left in the stream
+    sampler: Any
+    started: float
+    fed: int = 0  # prompt tokens already decoded
+    next_token: int | None = None  # sampled, not yet decoded
+    tokens: list[int] = field(default_factory=list)
+    text: str = ""
+    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+
+
+class LlamaModel:
+    """A GGUF loaded in-process, plus a context sized on demand for `n_seq` x `n_ctx_seq`."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        n_threads: int,
+        use_mmap: bool = True,
+        flash_attn: bool = False,
+        n_batch: int = 2048,
+        n_ubatch: int = 512,
+        verbose: bool = False,
+    ) -> None:
+        global _backend_ready
+        llama_logger.set_verbose(verbose)
+        if not _backend_ready:
+            llama_cpp.llama_backend_init()
+            _backend_ready = True
+        params = llama_cpp.llama_model_default_params()
+        params.use_mmap = use_mmap
+        params.n_gpu_layers = 0
+        self.path = Path(path)
+        self.model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)
+        if not self.model:
+            raise EngineError(f"llama.cpp could not load the GGUF model {self.path}")
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_threads = n_threads
+        self.flash_attn = flash_attn
+        self.n_batch = n_batch
+        self.n_ubatch = n_ubatch
+        self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(self.model)
+        self.ctx: Any = None
+        self.ctx_shape = (0, 0)  # (n_seq, n_ctx_seq) of the current context
+
+    # --- model facts -------------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        """A GGUF metadata value as a string, or None when the key is absent."""
+        size = 4096
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_model_meta_val_str(self.model, key.encode(), buf, size)
+            if n < 0:
+                return None
+            if n < size:
+                return buf.value.decode("utf-8", errors="replace")
+            size = n + 1
+
+    def token_text(self, token: int) -> str:
+        """The vocabulary text of a token (e.g. the BOS string a chat template inserts)."""
+        if token < 0:
+            return ""
+        return llama_cpp.llama_vocab_get_text(self.vocab, token).decode("utf-8", errors="replace")
+
+    @property
+    def bos(self) -> int:
+        return int(llama_cpp.llama_vocab_bos(self.vocab))
+
+    @property
+    def eos(self) -> int:
+        return int(llama_cpp.llama_vocab_eos(self.vocab))
+
+    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        size = len(data) + 8
+        buf = (llama_cpp.llama_token * size)()
+        n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, size, add_special, parse_special)
+        if n < 0:
+            size = -n
+            buf = (llama_cpp.llama_token * size)()
+            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, size, add_special, parse_special)
+        return list(buf[:n])
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a generated token adds to the text (special tokens render as nothing)."""
+        buf = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, 64, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
+        return buf.raw[:n]
+
+    # --- context -----------------------------------------------------------------------------
+
+    def ensure_context(self, n_seq: int, n_ctx_seq: int) -> int:
+        """Make sure the context has at least `n_seq` streams of `n_ctx_seq` cells; return the
+        actual cells per stream. Contexts only grow, so alternating batch shapes do not thrash
+        (a larger KV cache than needed changes nothing numerically: unused cells are masked)."""
+        n_ctx_seq = -(-n_ctx_seq // _CTX_ROUND) * _CTX_ROUND
+        have_seq, have_ctx = self.ctx_shape
+        if self.ctx is not None and have_seq >= n_seq and have_ctx >= n_ctx_seq:
+            return have_ctx
+        n_seq, n_ctx_seq = max(n_seq, have_seq), max(n_ctx_seq, have_ctx)
+        self.free_context()
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_seq * n_ctx_seq
+        params.n_seq_max = n_seq
+        params.kv_unified = False
+        params.n_batch = self.n_batch
+        params.n_ubatch = self.n_ubatch
+        params.n_threads = self.n_threads
+        params.n_threads_batch = self.n_threads
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if self.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        params.no_perf = True
+        self.ctx = llama_cpp.llama_init_from_model(self.model, params)
+        if not self.ctx:
+            self.ctx = None
+            raise EngineError(f"llama.cpp could not create a context ({n_seq} x {n_ctx_seq} tokens) for {self.path}")
+        actual = int(llama_cpp.llama_n_ctx_seq(self.ctx))
+        self.ctx_shape = (n_seq, actual)
+        return actual
+
+    def free_context(self) -> None:
+        if self.ctx is not None:
+            llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+            self.ctx_shape = (0, 0)
+
+    def close(self) -> None:
+        self.free_context()
+        if self.model:
+            llama_cpp.llama_model_free(self.model)
+            self.model = None
+
+    # --- decoding ----------------------------------------------------------------------------
+
+    def decode(self, jobs: Sequence[DecodeJob], n_seq: int, n_ctx_seq: int) -> list[DecodeResult]:
+        """Generate every job with up to `n_seq` sequences in flight, each with `n_ctx_seq`
+        cells of context. Every prompt must fit (`len(prompt) < n_ctx_seq`)."""
+        if not jobs:
+            return []
+        for i, job in enumerate(jobs):
+            if not job.prompt:
+                raise EngineError(f"request {i}: empty prompt")
+        n_seq = max(1, min(n_seq, len(jobs)))
+        room = self.ensure_context(n_seq, n_ctx_seq)
+        for i, job in enumerate(jobs):
+            if len(job.prompt) >= room:
+                raise EngineError(f"request {i}: prompt of {len(job.prompt)} tokens does not fit a context of {room}")
+        memory = llama_cpp.llama_get_memory(self.ctx)
+        llama_cpp.llama_memory_clear(memory, False)
+        pending = deque(enumerate(jobs))
+        slots: list[_Slot | None] = [None] * n_seq
+        results: list[DecodeResult | None] = [None] * len(jobs)
+        batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
+        try:
+            while pending or any(slots):
+                for s in range(n_seq):
+                    if slots[s] is None and pending:
+                        index, job = pending.popleft()
+                        limit = min(job.max_tokens, room - len(job.prompt))
+                        slots[s] = _Slot(index, job, limit, _make_sampler(job), time.perf_counter())
+                outputs = self._fill_batch(batch, slots)
+                rc = llama_cpp.llama_decode(self.ctx, batch)
+                if rc != 0:
+                    raise EngineError(f"llama_decode failed with code {rc} for {self.path}")
+                for s, out_index in outputs:
+                    slot = slots[s]
+                    assert slot is not None
+                    token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, out_index)
+                    done = self._advance(slot, token)
+                    if done is not None:
+                        results[slot.index] = done
+                        llama_cpp.llama_sampler_free(slot.sampler)
+                        llama_cpp.llama_memory_seq_rm(memory, s, -1, -1)
+                        slots[s] = None
+        finally:
+            for slot in slots:
+                if slot is not None:
+                    llama_cpp.llama_sampler_free(slot.sampler)
+            llama_cpp.llama_batch_free(batch)
+        return [r for r in results if r is not None]
+
+    def _fill_batch(self, batch: Any, slots: list[_Slot | None]) -> list[tuple[int, int]]:
+        """Put each slot's next token (or its next prompt chunk) into `batch`, in slot order;
+        return (slot, batch index) for the positions whose logits we sample from."""
+        n = 0
+        outputs: list[tuple[int, int]] = []
+        # Decoding slots first: one token each, so they never wait behind a long prefill.
+        budget = self.n_batch - sum(1 for s in slots if s is not None and s.next_token is not None)
+        for s, slot in enumerate(slots):
+            if slot is None:
+                continue
+            if slot.next_token is not None:
+                pos = len(slot.job.prompt) + len(slot.tokens) - 1
+                chunk = [slot.next_token]
+                slot.next_token = None
+                last = True
+            else:
+                take = min(len(slot.job.prompt) - slot.fed, budget)
+                if take <= 0:
+                    continue
+                pos = slot.fed
+                chunk = list(slot.job.prompt[slot.fed : slot.fed + take])
+                slot.fed += take
+                budget -= take
+                last = slot.fed == len(slot.job.prompt)
+            for k, token in enumerate(chunk):
+                batch.token[n] = token
+                batch.pos[n] = pos + k
+                batch.n_seq_id[n] = 1
+                batch.seq_id[n][0] = s
+                batch.logits[n] = 0
+                n += 1
+            if last:
+                batch.logits[n - 1] = 1
+                outputs.append((s, n - 1))
+        batch.n_tokens = n
+        return outputs
+
+    def _advance(self, slot: _Slot, token: int) -> DecodeResult | None:
+        """Record a sampled token; return the result when the sequence is finished."""
+        if llama_cpp.llama_vocab_is_eog(self.vocab, token):
+            return self._finish(slot, "stop")
+        slot.tokens.append(token)
+        before = len(slot.text)
+        slot.text += slot.decoder.decode(self.piece(token))
+        if slot.job.stop:
+            longest = max(len(s) for s in slot.job.stop)
+            start = max(0, before - longest + 1)
+            hits = [i for i in (slot.text.find(s, start) for s in slot.job.stop if s) if i >= 0]
+            if hits:
+                slot.text = slot.text[: min(hits)]
+                return self._finish(slot, "stop", flush=False)
+        if len(slot.tokens) >= slot.limit:
+            return self._finish(slot, "length")
+        slot.next_token = token
+        return None
+
+    def _finish(self, slot: _Slot, reason: str, flush: bool = True) -> DecodeResult:
+        text = slot.text + (slot.decoder.decode(b"", True) if flush else "")
+        return DecodeResult(text, slot.tokens, len(slot.job.prompt), reason, time.perf_counter() - slot.started)
+
+
+def _make_sampler(job: DecodeJob) -> Any:
+    """A sampler chain for one sequence: greedy at temperature 0, else top-p, temperature and
+    a seeded draw (the order llama.cpp's own samplers use)."""
+    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    if job.temperature <= 0:
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
+        return chain
+    if job.top_p < 1.0:
+        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(job.top_p, 1))
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(job.temperature))
+    # 0xFFFFFFFF means "pick a random seed" to llama.cpp; keep seeds below it.
+    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(job.seed % 0xFFFFFFFF))
+    return chain

@@ -1,0 +1,126 @@
+"""vLLM's offline engine on a GPU (the `vllm` extra).
+
+vLLM does not reliably give GPU memory back inside a process, and the pipeline loads one model
+after another. So the model lives in a child process (spawned: CUDA cannot be forked) that
+answers batches over a pipe; `unload` ends the child, and its exit frees the memory.
+Every option except `data_dir` is passed to `vllm.LLM(...)` (e.g. `tensor_parallel_size`,
+`gpu_memory_utilization`, `max_model_len`, `dtype`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib.util
+import multiprocessing as mp
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from typing import Any
+
+from ..errors import EngineError, MissingExtraError
+from ..types import ChatRequest, Completion, GenerationSettings
+from .base import TimedEngine
+
+# One batch: (list of chats, list of SamplingParams keyword dicts), one per request.
+Batch = tuple[list[list[dict[str, str]]], list[dict[str, Any]]]
+
+
+def _serve(conn: Connection, model: str, engine_args: dict[str, Any]) -> None:
+    """Child process: load the model once, then answer batches until told to stop (None)."""
+    try:
+        from vllm import LLM, SamplingParams
+
+        llm = LLM(model=model, **engine_args)
+        conn.send(("ready", None))
+    except BaseException as exc:  # report, don't die silently: the parent waits on this pipe
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    while True:
+        try:
+            batch: Batch | None = conn.recv()
+        except EOFError:  # the parent is gone
+            break
+        if batch is None:
+            break
+        chats, params = batch
+        try:
+            outputs = llm.chat(chats, sampling_params=[SamplingParams(**p) for p in params], use_tqdm=False)
+            results = [
+                {
+                    "text": out.outputs[0].text,
+                    "prompt_tokens": len(out.prompt_token_ids or []),
+                    "completion_tokens": len(out.outputs[0].token_ids),
+                    "finish_reason": out.outputs[0].finish_reason,
+                }
+                for out in outputs
+            ]
+            conn.send(("ok", results))
+        except Exception as exc:  # a bad batch should not kill a loaded model
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+@dataclass
+class VLLMEngine(TimedEngine):
+    kind: str = "vllm"
+    _process: Any = field(default=None, init=False, repr=False)
+    _conn: Connection | None = field(default=None, init=False, repr=False)
+
+    def _load(self) -> None:
+        if importlib.util.find_spec("vllm") is None:  # check here: importing vllm in the parent costs seconds
+            raise MissingExtraError("vllm", "vllm", "The vllm engine")
+        engine_args = {k: v for k, v in self.options.items() if k != "data_dir"}
+        context = mp.get_context("spawn")
+        parent, child = context.Pipe()
+        # Not a daemon: vLLM starts its own worker processes for tensor parallelism.
+        self._process = context.Process(target=_serve, args=(child, self.model, engine_args))
+        self._process.start()
+        # Runs before multiprocessing's own exit hook (atexit is LIFO), which would wait on the child.
+        atexit.register(self.unload)
+        child.close()
+        self._conn = parent
+        status, message = self._receive()
+        if status != "ready":
+            self._unload()
+            raise EngineError(f"vllm could not load model '{self.model}': {message}")
+
+    def _receive(self) -> tuple[str, Any]:
+        assert self._conn is not None
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError):
+            code = self._process.exitcode if self._process else None
+            raise EngineError(f"vllm process for model '{self.model}' died (exit code {code})") from None
+
+    def _generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
+        if self._conn is None:
+            raise EngineError(f"vllm engine for model '{self.model}' is not loaded")
+        params = [
+            {
+                "temperature": settings.temperature,
+                "top_p": settings.top_p,
+                "max_tokens": settings.max_tokens,
+                "seed": settings.seed + request.sample,  # repeated samples of one chat differ
+                "stop": list(settings.stop) or None,
+            }
+            for request in requests
+        ]
+        batch: Batch = ([[dict(m) for m in r.messages] for r in requests], params)
+        self._conn.send(batch)
+        status, payload = self._receive()
+        if status != "ok":
+            raise EngineError(f"vllm model '{self.model}': generation failed: {payload}")
+        return [Completion(**result) for result in payload]
+
+    def _unload(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(OSError):  # the child may already be gone
+                self._conn.send(None)
+            self._conn.close()
+            self._conn = None
+        if self._process is not None:
+            self._process.join(timeout=60)
+            if self._process.is_alive():  # stuck in CUDA teardown: the memory must come back anyway
+                self._process.kill()
+                self._process.join()
+            self._process = None
+        atexit.unregister(self.unload)

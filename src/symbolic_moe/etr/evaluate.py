@@ -1,0 +1,182 @@
+"""MMLU-Expert evaluation (ETR paper 3.3-3.6, Tables 2-4) with experts that run on a CPU.
+
+Experts: SmolLM2-135M-Instruct with one domain system prompt each (no domain fine-tunes exist
+here: the synthetic data covers one domain of six). The meta LLM is the same SmolLM2 without a
+domain prompt. MMLU-Expert has only a test split, so each domain is cut (seeded) into a half that
+supplies query sets and a held-out half that is evaluated.
+
+Query sets: `domain` - expert i's queries are training-half questions of domain i (what the
+paper's loss filter yields when experts are real domain fine-tunes); `loss` - the paper's
+pipeline (eq. 3) with reference response "The answer is (X)." for the gold X.
+Answers: each routed expert's letter after "The answer is (" (scoring.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..types import Question
+from .data import query_messages, read_questions, split_by_group, take_per_group
+from .plugins import ExpertHead
+from .query_sets import QuerySets, downsample, loss_based, response_losses, training_pairs
+from .routing import route_states
+from .scoring import AnswerCache, meta_prompting_choice
+from .train import TrainConfig, train_expert_tokens, word_logsumexp
+from .whitebox import HiddenCache, MetaLM
+
+DOMAINS = {
+    "astronomy": "astronomy",
+    "electrical_engineering": "electrical engineering",
+    "human_sexuality": "human sexuality",
+    "international_law": "international law",
+    "prehistory": "prehistory",
+    "security_studies": "security studies",
+}
+
+
+def system_prompt(domain: str) -> str:
+    label = DOMAINS[domain]
+    return f"You are an expert in {label}. You answer questions about {label} accurately and precisely."
+
+
+def train_head(
+    lm: MetaLM, states: dict[str, np.ndarray], sets: QuerySets, names: list[str], config: TrainConfig,
+    frozen: ExpertHead | None = None,
+) -> ExpertHead:
+    """Train the tokens of `names` from their query sets (others in `frozen` join the softmax)."""
+    ids, targets = training_pairs(sets, names)
+    hidden = np.stack([states[q] for q in ids])
+    rows, _ = train_expert_tokens(
+        hidden, np.array(targets), lm.head, len(names), config, None if frozen is None else frozen.rows,
+        word_logsumexp(hidden, lm.head),
+    )
+    return ExpertHead.from_rows(lm.model_id, names, rows, {"train": config.to_json()})
+
+
+def routing_accuracy(chosen: list[str], questions: list[Question]) -> float:
+    return float(np.mean([c == q.field("domain") for c, q in zip(chosen, questions, strict=True)]))
+
+
+def mmlu_expert(
+    data_dir: Path,
+    out_dir: Path,
+    train_per_domain: int | None = 50,
+    eval_per_domain: int | None = 30,
+    loss_per_domain: int = 0,
+    tau: float = 0.0,
+    seed: int = 0,
+    config: TrainConfig | None = None,
+    meta_ref: str = "embedded:smollm2",
+) -> dict[str, Any]:
+    config = config or TrainConfig(seed=seed)
+    questions = read_questions(data_dir / "mmlu_expert" / "test.jsonl")
+    train_all, held_all = split_by_group(questions, "domain", seed)
+    train, held = take_per_group(train_all, "domain", train_per_domain), take_per_group(held_all, "domain", eval_per_domain)
+    names = list(DOMAINS)
+    lm, cache = MetaLM(meta_ref), HiddenCache(out_dir / "hidden")
+    answers = AnswerCache(out_dir / "answers_mmlu_expert.json")
+    states = dict(zip([q.id for q in train + held],
+                      cache.last_states(lm, [query_messages(q) for q in train + held]), strict=True))
+    eval_states = np.stack([states[q.id] for q in held])
+    sets: dict[str, QuerySets] = {
+        "domain": {d: downsample([q.id for q in train if q.field("domain") == d], 100, seed, d) for d in names}
+    }
+    if loss_per_domain:
+        sets["loss"] = _loss_sets(lm, take_per_group(train, "domain", loss_per_domain), names, tau, seed)
+    routes: dict[str, list[str]] = {}
+    for kind, qs in sets.items():
+        static = train_head(lm, states, qs, names, config)
+        routes[f"etr_static_{kind}"] = [names[i] for i in route_states(eval_states, static)]
+    # ETR-Dynamic (Table 4): 4 experts at time 0, 2 trained later and appended
+    rng = np.random.default_rng(seed)
+    first = sorted(rng.choice(len(names), 4, replace=False).tolist())
+    group0, group1 = [names[i] for i in first], [n for i, n in enumerate(names) if i not in first]
+    head0 = train_head(lm, states, sets["domain"], group0, config)
+    for mode, frozen in (("absent", None), ("frozen", head0)):
+        head1 = train_head(lm, states, sets["domain"], group1, config, frozen)
+        grown = head0.append(head1.tokens)
+        order = [grown.names.index(n) for n in names]  # back to the static order for reporting
+        dyn = ExpertHead(grown.meta_model, tuple(grown.tokens[i] for i in order))
+        routes[f"etr_dynamic_{mode}"] = [names[i] for i in route_states(eval_states, dyn)]
+    routes["random"] = [names[i] for i in np.random.default_rng(seed).integers(0, len(names), len(held))]
+    descriptions = [f"an expert in {DOMAINS[d]}" for d in names]
+    routes["meta_prompting_e"] = [names[meta_prompting_choice(lm, q, descriptions)] for q in held]
+    routes["symbolic_moe_k1"] = _symbolic_moe_k1(lm, answers, take_per_group(train, "domain", 10), held, names, seed)
+    routes["oracle_expert"] = [str(q.field("domain")) for q in held]
+    result = _score(lm, answers, held, routes)
+    answers.save()
+    result.update({
+        "setup": {
+            "meta_model": lm.model_id, "experts": {d: system_prompt(d) for d in names}, "seed": seed,
+            "train_questions": len(train), "eval_questions": len(held), "train_config": config.to_json(),
+            "query_set_sizes": {k: {d: len(v) for d, v in s.items()} for k, s in sets.items()},
+            "dynamic_groups": [group0, group1], "tau": tau,
+        },
+        "query_set_domain_purity": {
+            k: {d: _purity(v, d, questions) for d, v in s.items()} for k, s in sets.items()
+        },
+    })
+    (out_dir / "mmlu_expert_routes.json").write_text(json.dumps({"ids": [q.id for q in held], **routes}))
+    return result
+
+
+def _purity(ids: list[str], domain: str, questions: list[Question]) -> float | None:
+    by_id = {q.id: q.field("domain") for q in questions}
+    return float(np.mean([by_id[i] == domain for i in ids])) if ids else None
+
+
+def _loss_sets(lm: MetaLM, pool: list[Question], names: list[str], tau: float, seed: int) -> QuerySets:
+    queries = {q.id: query_messages(q) for q in pool}
+    responses = {q.id: f"The answer is ({q.answer})." for q in pool}
+    meta = response_losses(lm, queries, responses)
+    experts = {d: response_losses(lm, queries, responses, system_prompt(d)) for d in names}
+    return loss_based(meta, experts, tau, 100, seed)
+
+
+def _symbolic_moe_k1(
+    lm: MetaLM, answers: AnswerCache, profile_set: list[Question], held: list[Question], names: list[str], seed: int
+) -> list[str]:
+    """Symbolic-MoE recruitment, k = 1, with each question's skills = its domain keyword: profiles
+    from the experts' answers on a small training subset (+1 right, -1 wrong)."""
+    from ..inference.recruit import recruit
+
+    profiles: dict[str, dict[str, int]] = {d: Counter() for d in names}
+    for q in profile_set:
+        for d in names:
+            ok = answers.get(lm, q, query_messages(q), d, system_prompt(d)) == q.answer
+            profiles[d][str(q.field("domain"))] += 1 if ok else -1
+    plan = recruit([q.id for q in held], [[str(q.field("domain"))] for q in held], {d: dict(p) for d, p in
+                   profiles.items()}, names, k=1, seed=seed, trim_share=0.0)
+    return [e[0] for e in plan.experts]
+
+
+def _score(lm: MetaLM, answers: AnswerCache, held: list[Question], routes: dict[str, list[str]]) -> dict[str, Any]:
+    def answer(q: Question, expert: str | None) -> bool:
+        prompt = None if expert is None else system_prompt(expert)
+        return answers.get(lm, q, query_messages(q), expert or "meta", prompt) == q.answer
+
+    methods: dict[str, Any] = {}
+    meta_ok = [answer(q, None) for q in held]
+    methods["meta_llm"] = {"answer_accuracy": float(np.mean(meta_ok)), "routing_accuracy": None}
+    for name, chosen in routes.items():
+        ok = [answer(q, c) for q, c in zip(held, chosen, strict=True)]
+        per_domain = {}
+        for d in DOMAINS:
+            idx = [i for i, q in enumerate(held) if q.field("domain") == d]
+            per_domain[d] = {
+                "routing_accuracy": float(np.mean([chosen[i] == d for i in idx])),
+                "answer_accuracy": float(np.mean([ok[i] for i in idx])),
+                "n": len(idx),
+            }
+        methods[name] = {
+            "routing_accuracy": routing_accuracy(chosen, held),
+            "answer_accuracy": float(np.mean(ok)),
+            "distribution": dict(Counter(chosen)),
+            "per_domain": per_domain,
+        }
+    return {"methods": methods}

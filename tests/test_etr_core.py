@@ -1,0 +1,137 @@
+"""ETR without a model: head extension, loss, training, query sets, plug-in files."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from symbolic_moe.errors import ConfigError, DataError
+from symbolic_moe.etr.plugins import (
+    ExpertHead,
+    ExpertToken,
+    append_tokens,
+    load_head,
+    load_token,
+    save_head,
+    save_token,
+)
+from symbolic_moe.etr.query_sets import correctness_based, downsample, loss_based, training_pairs
+from symbolic_moe.etr.routing import extended_logits, route_states
+from symbolic_moe.etr.train import (
+    TrainConfig,
+    expert_token_loss,
+    full_softmax_loss,
+    train_expert_tokens,
+    word_logsumexp,
+)
+
+
+def test_expert_rows_leave_word_token_logits_unchanged() -> None:
+    rng = np.random.default_rng(0)
+    head, hidden = rng.normal(size=(50, 8)).astype(np.float32), rng.normal(size=(4, 8)).astype(np.float32)
+    rows = 10 * rng.normal(size=(3, 8)).astype(np.float32)
+    plain, extended = extended_logits(hidden, head, np.zeros((0, 8), np.float32)), extended_logits(hidden, head, rows)
+    assert extended.shape == (4, 53)
+    np.testing.assert_array_equal(extended[:, :50], plain)
+    # probabilities of word tokens are all scaled by one factor: their order and ratios stay
+    p = np.exp(extended - extended.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    q = np.exp(plain - plain.max(1, keepdims=True))
+    q /= q.sum(1, keepdims=True)
+    np.testing.assert_array_equal(np.argsort(-p[:, :50], axis=1), np.argsort(-q, axis=1))
+    ratio = p[:, :50] / q
+    np.testing.assert_allclose(ratio, ratio[:, :1].repeat(50, axis=1), rtol=1e-4)
+    assert route_states(hidden, ExpertHead.from_rows("m", ["a", "b", "c"], rows)).tolist() == list(
+        (hidden @ rows.T).argmax(1)
+    )
+
+
+def test_loss_matches_hand_computation() -> None:
+    torch = pytest.importorskip("torch")
+    hidden = np.array([[1.0, 0.0], [0.0, 2.0]])
+    head = np.array([[1.0, 1.0], [0.0, -1.0], [2.0, 0.0]])  # |V| = 3
+    rows = np.array([[0.5, 0.5], [-1.0, 1.0]])  # |E| = 2
+    targets = np.array([0, 1])
+    # query 1: logits [1, 0, 2 | 0.5, -1] -> -log softmax at 0.5
+    # query 2: logits [2, -2, 0 | 1, 2]   -> -log softmax at 2
+    l1 = -(0.5 - math.log(math.e**1 + 1 + math.e**2 + math.e**0.5 + math.e**-1))
+    l2 = -(2 - math.log(math.e**2 + math.e**-2 + 1 + math.e + math.e**2))
+    expected = (l1 + l2) / 2
+    assert full_softmax_loss(hidden, targets, head, rows) == pytest.approx(expected, rel=1e-12)
+    loss = expert_token_loss(
+        torch.tensor(hidden), torch.tensor(targets), torch.tensor(rows), torch.tensor(word_logsumexp(hidden, head))
+    )
+    assert float(loss) == pytest.approx(expected, rel=1e-12)
+    # a frozen (appended, untrained) expert joins the softmax
+    frozen = np.array([[0.0, 1.0]])
+    with_frozen = expert_token_loss(
+        torch.tensor(hidden),
+        torch.tensor(targets),
+        torch.tensor(rows),
+        torch.tensor(word_logsumexp(hidden, head)),
+        torch.tensor(frozen),
+    )
+    assert float(with_frozen) == pytest.approx(
+        full_softmax_loss(hidden, targets, np.concatenate([head, frozen]), rows), rel=1e-12
+    )
+
+
+def test_training_learns_separable_experts_and_starts_from_mean_row() -> None:
+    pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    d, n = 16, 120
+    head = rng.normal(size=(200, d))
+    centres = 6 * rng.normal(size=(3, d))
+    targets = rng.integers(0, 3, size=n)
+    hidden = centres[targets] + rng.normal(size=(n, d))
+    with pytest.raises(ValueError, match="targets"):
+        train_expert_tokens(hidden, targets + 1, head, 3)
+    rows, history = train_expert_tokens(hidden, targets, head, 3, TrainConfig(lr=0.05, epochs=20))
+    assert history[-1] < history[0]
+    assert (route_states(hidden, ExpertHead.from_rows("m", ["a", "b", "c"], rows)) == targets).mean() > 0.9
+    init_loss = full_softmax_loss(hidden, targets, head, np.repeat(head.mean(0, keepdims=True), 3, 0))
+    assert history[0] < init_loss + 1e-6
+
+
+def test_query_sets() -> None:
+    meta = {"q1": 10.0, "q2": 5.0, "q3": 7.0}
+    experts = {"a": {"q1": 4.0, "q2": 5.5, "q3": 6.5}, "b": {"q1": 9.5, "q2": 1.0, "q3": 1.0}}
+    assert loss_based(meta, experts, tau=1.0) == {"a": ["q1"], "b": ["q2", "q3"]}
+    meta_ok = {"q1": True, "q2": False, "q3": False}
+    right = {"a": {"q1": True, "q2": True, "q3": False}, "b": {"q1": False, "q2": True, "q3": True}}
+    assert correctness_based(meta_ok, right) == {"a": ["q2"], "b": ["q2", "q3"]}
+    ids = [f"q{i}" for i in range(300)]
+    small = downsample(ids, 100, seed=3, salt="a")
+    assert len(small) == 100 and small == sorted(small, key=ids.index)
+    assert small == downsample(ids, 100, seed=3, salt="a") != downsample(ids, 100, seed=3, salt="b")
+    assert training_pairs({"a": ["q1"], "b": ["q2", "q3"]}, ["b", "a"]) == (["q2", "q3", "q1"], [0, 0, 1])
+
+
+def test_plugin_files_round_trip_append_and_errors(tmp_path) -> None:
+    rows = np.arange(12, dtype=np.float32).reshape(3, 4)
+    head = ExpertHead.from_rows("smol.gguf", ["astro", "law", "history"], rows, {"queries": 100})
+    save_head(head, tmp_path / "h")
+    loaded = load_head(tmp_path / "h", meta_model="smol.gguf")
+    assert loaded.names == ["astro", "law", "history"]
+    np.testing.assert_array_equal(loaded.rows, rows)
+    assert loaded.tokens[0].info == {"queries": 100}
+    grown = append_tokens(tmp_path / "h", [ExpertToken("zeta", np.ones(4, np.float32), "smol.gguf")])
+    assert load_head(tmp_path / "h").names == ["astro", "law", "history", "zeta"] == grown.names
+    with pytest.raises(ConfigError, match="dimension 5"):
+        append_tokens(tmp_path / "h", [ExpertToken("wide", np.ones(5, np.float32), "smol.gguf")])
+    with pytest.raises(ConfigError, match="meta model"):
+        append_tokens(tmp_path / "h", [ExpertToken("other", np.ones(4, np.float32), "gemma.gguf")])
+    with pytest.raises(ConfigError, match="already"):
+        append_tokens(tmp_path / "h", [ExpertToken("law", np.ones(4, np.float32), "smol.gguf")])
+    assert len(load_head(tmp_path / "h")) == 4  # failed appends wrote nothing
+    with pytest.raises(ConfigError, match="expert tokens are for"):
+        load_head(tmp_path / "h", meta_model="gemma.gguf")
+    single = save_token(ExpertToken("x", np.zeros(4, np.float32), "smol.gguf"), tmp_path / "x.npz")
+    assert load_token(single).name == "x"
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="bad.npz"):
+        load_token(tmp_path / "bad.npz")
+    with pytest.raises(DataError, match="no experts.json"):
+        load_head(tmp_path / "empty")
