@@ -1,7 +1,8 @@
 """ETR evaluations for benchmarks/ETR.md: MMLU-Expert (routing + answer accuracy, Static vs
 Dynamic) and the MMLU-Pro small16 replay router.
 
-    .venv/bin/python benchmarks/bench_etr_eval.py [--train 50 --eval 30 --loss 10 --test-per-category 20]
+    .venv/bin/python benchmarks/bench_etr_eval.py [--train 20 --eval 10 --loss 0 --profile 4 \
+        --test-per-category 5 --val-per-category 5]
 """
 
 from __future__ import annotations
@@ -21,22 +22,26 @@ def main() -> None:
     p.add_argument("--train", type=int, default=50, help="training-half questions per domain")
     p.add_argument("--eval", type=int, default=30, help="held-out questions per domain")
     p.add_argument("--loss", type=int, default=10, help="questions per domain for loss-based query sets")
+    p.add_argument("--profile", type=int, default=10, help="questions per domain for Symbolic-MoE profiles")
     p.add_argument("--test-per-category", type=int, default=20)
+    p.add_argument("--val-per-category", type=int, default=None)
     p.add_argument("--work", type=Path, default=Path("runs/etr-bench"))
+    p.add_argument("--threads", type=int, default=2, help="llama.cpp threads (1 is faster on a busy machine)")
     p.add_argument("--only", choices=["mmlu_expert", "replay"], default=None)
     a = p.parse_args()
     data, out = default_data_dir(), Path(__file__).parent / "results"
     a.work.mkdir(parents=True, exist_ok=True)
     if a.only in (None, "mmlu_expert"):
         start = time.perf_counter()
-        res = mmlu_expert(data, a.work, a.train, a.eval, a.loss)
+        res = mmlu_expert(data, a.work, a.train, a.eval, a.loss, profile_per_domain=a.profile, threads=a.threads)
         res["seconds"] = time.perf_counter() - start
         (out / "etr_mmlu_expert.json").write_text(json.dumps(res, indent=1))
         for name, m in res["methods"].items():
             print(f"{name:24s} routing={m['routing_accuracy']} answer={m['answer_accuracy']:.3f}")
     if a.only in (None, "replay"):
         start = time.perf_counter()
-        res = replay_router(data, a.work, test_per_category=a.test_per_category)
+        res = replay_router(data, a.work, test_per_category=a.test_per_category,
+                           validation_per_category=a.val_per_category, threads=a.threads)
         res["seconds"] = time.perf_counter() - start
         (out / "etr_replay_small16.json").write_text(json.dumps(res, indent=1))
         print(json.dumps(res["methods"], indent=1), res["setup"]["meta_validation_accuracy"])

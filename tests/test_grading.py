@@ -200,6 +200,26 @@ def test_math_grading_works_off_the_main_thread() -> None:
     assert results == [True, False]
 
 
+def test_gigantic_numbers_do_not_hang_off_the_main_thread() -> None:
+    # sympy would evaluate these forever; without signal timeouts they must be refused up front
+    towers = ["9^{9^{9^{9}}}", "10^{10^{10}}", "(10^{100})!", "\\binom{10^{9}}{10^{5}}"]
+    results: list[bool] = []
+    keys: list[str] = []
+
+    def grade() -> None:
+        for tower in towers:
+            results.append(math_equal("33", tower))
+            keys.append(math_key(tower))
+
+    worker = threading.Thread(target=grade, daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert results == [False] * len(towers)
+    assert math_equal("2^{2^{40}}", "2^{2^{40}}")  # the same text still matches
+    assert math_equal("1024", "2^{10}") and math_key("2^{10}") == "1024"
+
+
 # -- nothing raises ---------------------------------------------------------------------------------
 
 _TRICKY = st.sampled_from(

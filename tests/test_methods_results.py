@@ -3,6 +3,7 @@ outputs), ReConcile's confidence vote, and the errors a user can cause."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from symbolic_moe.methods import run_method
 from symbolic_moe.methods.multi_agent import recalibrate, stated_confidence
 from symbolic_moe.run import Run
 
+_fresh_seeds = itertools.count(100)
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs/replay-mmlu-pro-small16.toml"
 N_TEST = 20
@@ -42,7 +44,8 @@ def test_vote_methods_on_replay(replay_run: Run, name: str, calls: int) -> None:
     engines = [replay_run.pool.engine(m) for m in replay_run.experts]
     result = run_method(name, replay_run, seed=0)
     before = sum(e.stats.requests for e in engines)
-    again = run_method(name, replay_run, seed=1)  # new seed: new settings, so new engine requests
+    # A seed no other test uses: new settings, so every request is new to the shared store.
+    again = run_method(name, replay_run, seed=next(_fresh_seeds))
     assert result.calls == again.calls == calls * N_TEST
     assert sum(e.stats.requests for e in engines) - before == again.calls  # all generated, none reused
     ids = [q.id for q in replay_run.test]

@@ -119,3 +119,13 @@ def test_recruitment_speed_scale(weighting):
     probs = probabilities(rng.integers(-5, 6, (10000, 16)).astype(float), np.full(16, 1 / 16), weighting)
     assert np.allclose(probs.sum(axis=1), 1.0)
     assert sample_experts(probs, 3, rng).shape == (10000, 3)
+
+
+def test_greedy_takes_the_top_k_by_suitability_then_competency():
+    from symbolic_moe.inference.recruit import top_experts
+
+    order = top_experts(np.array([[1.0, 3, 3, 0], [0, 0, 0, 0]]), np.array([0.1, 0.2, 0.3, 0.4]), 3)
+    assert order.tolist() == [[2, 1, 0], [3, 2, 1]]
+    plan = recruit(["q1", "q2"], [["calculus"], []], PROFILES, MODELS, k=2, weighting="greedy", trim_share=0)
+    # calculus: A 5, B 2, C 0 -> A, B; no keywords -> by competency: A (9/14), B (4/14)
+    assert plan.experts == [["A", "B"], ["A", "B"]]

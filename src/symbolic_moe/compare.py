@@ -11,6 +11,7 @@ cost columns count every call a method makes, whether generated now or reused fr
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,7 +80,8 @@ def compare(run: Run, methods: Sequence[str], seeds: Sequence[int]) -> tuple[dic
 
 def print_compare(summary: dict[str, Any], console: Console | None = None) -> None:
     """The Table-1-style view: rows grouped by category in the order given."""
-    console = console or Console()
+    # Piped to a file, rich would wrap the table at 80 columns: give it room instead.
+    console = console or Console(width=None if sys.stdout.isatty() else 170)
     table = Table(title=f"{summary['config']} on {summary['benchmark']}")
     for column in ("category", "method", "models", "accuracy %", "n", "calls/q", "tokens/q", "loads/seed"):
         table.add_column(column, justify="left" if column in ("category", "method", "models") else "right")

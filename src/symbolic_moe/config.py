@@ -54,7 +54,7 @@ class KeywordConfig(_Strict):
 
 class RecruitConfig(_Strict):
     k: int = Field(3, ge=1)
-    weighting: Literal["softmax", "linear"] = "softmax"
+    weighting: Literal["softmax", "linear", "greedy"] = "softmax"
     temperature: float = Field(0.5, gt=0)
     trim_share: float = Field(0.05, ge=0, lt=1)
     embedding_model: str = "all-MiniLM-L6-v2"

@@ -49,7 +49,10 @@ _NEW_QUESTION = re.compile(r"\n\s*(?:\*\*)?(?:Question|Q)\s*\d*\s*(?:\*\*)?\s*[:
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _BOXED_BARE = re.compile(r"\\boxed\s+([^\s$]+)")
-_MATH_ANSWER_IS = re.compile(r"answer(?:\*\*)?\s*(?:is\b|:)\s*(?:\*\*)?:?\s*([^\n]+)", re.IGNORECASE)
+# The math fallback's answer runs to the end of its sentence or line ("The answer is 33.").
+_MATH_ANSWER_IS = re.compile(
+    r"answer(?:\*\*)?\s*(?:is\b|:)\s*(?:\*\*)?:?\s*(\S[^\n]*?)(?:\.?[ \t]*$|\.\s)", re.IGNORECASE | re.MULTILINE
+)
 # Longer expressions go to string comparison only: sympy has no timeout off the main thread.
 _MAX_SYMBOLIC_CHARS = 400
 
@@ -203,12 +206,39 @@ def _parse(answer: str) -> list[Any]:
         return []
 
 
+_MAX_EXPONENT = 1000
+_HUGE_FUNCTIONS = {"factorial", "factorial2", "subfactorial", "binomial", "gamma"}
+
+
+def _too_costly(value: Any) -> bool:
+    """Whether comparing `value` could make sympy evaluate a gigantic number (a power tower, a
+    huge factorial). Off the main thread nothing would stop it, so such answers are compared as
+    strings only. Parsing keeps them unevaluated, so this walk itself is cheap."""
+    try:
+        import sympy
+
+        if not isinstance(value, sympy.Basic):
+            return False
+        for node in sympy.preorder_traversal(value):
+            if isinstance(node, sympy.Pow) and node.exp.is_number:
+                exponent = node.exp
+                if not isinstance(exponent, sympy.Number) or abs(exponent) > _MAX_EXPONENT:
+                    return True
+            if isinstance(node, sympy.Function) and type(node).__name__ in _HUGE_FUNCTIONS:
+                for arg in node.args:
+                    if arg.is_number and (not isinstance(arg, sympy.Number) or abs(arg) > _MAX_EXPONENT):
+                        return True
+        return False
+    except Exception:
+        return True
+
+
 def math_equal(gold: str, predicted: str) -> bool:
     """Whether two math answers are equivalent (math-verify), else equal as normalised strings."""
     if normalize_math(gold) == normalize_math(predicted):
         return True
     parsed_gold, parsed_pred = _parse(gold), _parse(predicted)
-    if not parsed_gold or not parsed_pred:
+    if not parsed_gold or not parsed_pred or any(_too_costly(v) for v in (*parsed_gold, *parsed_pred)):
         return False
     try:
         from math_verify import verify
@@ -220,16 +250,20 @@ def math_equal(gold: str, predicted: str) -> bool:
 
 def math_key(answer: str) -> str:
     """A canonical string for voting: sympy's LaTeX of the parsed value when math-verify can
-    parse it ("1/2", "0.5" and "\\frac{1}{2}" all become "\\frac{1}{2}"), else `normalize_math`.
+    parse it ("1/2", "0.5" and "\\frac{1}{2}" all become "\\frac{1}{2}", "2^{10}" and "1024" become
+    "1024"), else `normalize_math`. Non-numeric expressions keep sympy's form, so equal
+    expressions written differently ("x+1" vs "1+x") agree only when sympy orders them alike.
     The key is still LaTeX, so `\\boxed{key}` grades like the original answer."""
     parsed = _parse(answer)
-    if parsed and not isinstance(parsed[0], str):
+    if parsed and not isinstance(parsed[0], str) and not _too_costly(parsed[0]):
         try:
             import sympy
 
             value = parsed[0]
             if isinstance(value, sympy.Float):  # decimals vote with the fraction they equal
                 value = sympy.Rational(str(value)).limit_denominator(10**6)
+            elif isinstance(value, sympy.Basic) and value.is_number and value.is_rational:
+                value = sympy.Rational(value.doit())  # "2^{10}", "5!", "\\frac{2}{4}" -> one number
             return sympy.latex(value)
         except Exception:
             pass

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,7 +152,10 @@ HUB_BENCHMARKS: dict[str, dict[str, HubSource]] = {
     },
     "gpqa": {
         "validation": HubSource(
-            ("Idavidrein/gpqa",), "train", convert_gpqa, "gpqa_main",
+            ("Idavidrein/gpqa",),
+            "train",
+            convert_gpqa,
+            "gpqa_main",
             exclude_from=("Idavidrein/gpqa", "gpqa_diamond", "Question"),
         ),
         "test": HubSource(("Idavidrein/gpqa",), "train", convert_gpqa, "gpqa_diamond"),
@@ -166,9 +169,7 @@ HUB_BENCHMARKS: dict[str, dict[str, HubSource]] = {
         "test": HubSource(("openlifescienceai/medmcqa",), "validation", convert_medmcqa),
     },
     "math500": {
-        "validation": HubSource(
-            ("HuggingFaceH4/MATH-500",), "test", convert_math500, keep=lambda i, row: i % 5 == 0
-        ),
+        "validation": HubSource(("HuggingFaceH4/MATH-500",), "test", convert_math500, keep=lambda i, row: i % 5 == 0),
         "test": HubSource(("HuggingFaceH4/MATH-500",), "test", convert_math500, keep=lambda i, row: i % 5 != 0),
     },
 }
@@ -214,18 +215,25 @@ def load_hub(name: str, split: str, seed: int = 0) -> list[Question]:
     if split not in sources:
         raise DataError(f"hub:{name} has no split '{split}': choose one of {sorted(sources)}")
     source = sources[split]
-    rows = [row for i, row in enumerate(_rows(source)) if source.keep(i, row)]
+    excluded: set[str] = set()
     if source.exclude_from is not None:
         other, config, field = source.exclude_from
-        seen = {str(r[field]).strip() for r in _download(other, config, source.split)}
-        rows = [row for row in rows if str(row[field]).strip() not in seen]
+        excluded = {str(row[field]).strip() for row in _download(other, config, source.split)}
+    return select(source, _rows(source), f"{name}-{split}", excluded, seed)
+
+
+def select(
+    source: HubSource, rows: list[Row], prefix: str, excluded: Collection[str] = (), seed: int = 0
+) -> list[Question]:
+    """The rows a split keeps, converted, with ids `<prefix>-0000`... (pure: tested offline)."""
+    kept = [row for i, row in enumerate(rows) if source.keep(i, row)]
+    if source.exclude_from is not None:
+        field = source.exclude_from[2]
+        kept = [row for row in kept if str(row[field]).strip() not in excluded]
     if source.limit is not None:
-        rows = rows[: source.limit]
+        kept = kept[: source.limit]
     questions = []
-    for i, row in enumerate(rows):
-        qid = f"{name}-{split}-{i:04d}"
-        if source.convert is convert_gpqa:
-            questions.append(convert_gpqa(row, qid, seed))
-        else:
-            questions.append(source.convert(row, qid))
+    for i, row in enumerate(kept):
+        qid = f"{prefix}-{i:04d}"
+        questions.append(convert_gpqa(row, qid, seed) if source.convert is convert_gpqa else source.convert(row, qid))
     return questions

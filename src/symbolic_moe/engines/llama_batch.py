@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -28,12 +29,23 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
-from llama_cpp import _logger as llama_logger
 
 from ..errors import EngineError
 
 _CTX_ROUND = 256  # per-sequence context sizes are rounded up to this many cells
+_GGML_ERROR, _GGML_CONT = 4, 5  # ggml_log_level values (ggml.h)
 _backend_ready = False
+_log_state = {"verbose": False, "last": 0}
+
+
+@llama_cpp.llama_log_callback
+def _log_callback(level: int, text: bytes, user_data: Any) -> None:
+    # llama-cpp-python's own callback maps ggml's log levels off by one and prints every
+    # warning; this one prints errors only, or everything when verbose.
+    if level != _GGML_CONT:
+        _log_state["last"] = level
+    if _log_state["verbose"] or _log_state["last"] == _GGML_ERROR:
+        print(text.decode("utf-8", errors="replace"), end="", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -88,7 +100,8 @@ class LlamaModel:
         verbose: bool = False,
     ) -> None:
         global _backend_ready
-        llama_logger.set_verbose(verbose)
+        _log_state["verbose"] = verbose
+        llama_cpp.llama_log_set(_log_callback, ctypes.c_void_p(0))
         if not _backend_ready:
             llama_cpp.llama_backend_init()
             _backend_ready = True
@@ -147,6 +160,18 @@ class LlamaModel:
             n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, size, add_special, parse_special)
         return list(buf[:n])
 
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        """Tokens back to text, special tokens included (to inspect a prompt)."""
+        arr = (llama_cpp.llama_token * len(tokens))(*tokens)
+        size = 8 * len(tokens) + 16
+        buf = ctypes.create_string_buffer(size)
+        n = llama_cpp.llama_detokenize(self.vocab, arr, len(tokens), buf, size, False, True)
+        if n < 0:
+            size = -n
+            buf = ctypes.create_string_buffer(size)
+            n = llama_cpp.llama_detokenize(self.vocab, arr, len(tokens), buf, size, False, True)
+        return buf.raw[:n].decode("utf-8", errors="replace")
+
     def piece(self, token: int) -> bytes:
         """The bytes a generated token adds to the text (special tokens render as nothing)."""
         buf = ctypes.create_string_buffer(64)
@@ -172,6 +197,8 @@ class LlamaModel:
         params.n_ctx = n_seq * n_ctx_seq
         params.n_seq_max = n_seq
         params.kv_unified = False
+        # Sliding-window layers (Gemma 3) keep only the window per sequence, not n_ctx cells.
+        params.swa_full = False
         params.n_batch = self.n_batch
         params.n_ubatch = self.n_ubatch
         params.n_threads = self.n_threads
@@ -247,6 +274,9 @@ class LlamaModel:
                 if slot is not None:
                     llama_cpp.llama_sampler_free(slot.sampler)
             llama_cpp.llama_batch_free(batch)
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:  # pragma: no cover - the loop above runs until every job has a result
+            raise EngineError(f"decoding ended without results for requests {missing}")
         return [r for r in results if r is not None]
 
     def _fill_batch(self, batch: Any, slots: list[_Slot | None]) -> list[tuple[int, int]]:

@@ -101,7 +101,10 @@ class ExpertHead:
     ) -> ExpertHead:
         if len(names) != len(rows):
             raise ValueError(f"{len(names)} names for {len(rows)} rows")
-        tokens = [ExpertToken(n, np.asarray(r, np.float32), meta_model, dict(info or {})) for n, r in zip(names, rows)]
+        tokens = [
+            ExpertToken(n, np.asarray(r, np.float32), meta_model, dict(info or {}))
+            for n, r in zip(names, rows, strict=True)
+        ]
         return cls(meta_model, ()).append(tokens)
 
 

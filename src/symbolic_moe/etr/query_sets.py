@@ -62,17 +62,24 @@ def with_system(messages: Messages, system_prompt: str | None) -> list[dict[str,
     return ([{"role": "system", "content": system_prompt}] if system_prompt else []) + rest
 
 
+def with_suffix(messages: Messages, suffix: str | None) -> list[dict[str, str]]:
+    """The chat with `suffix` appended to its last user message. An expert defined this way shares
+    the whole question prefix with the meta LLM's prompt, so its KV cache is reused."""
+    chat = [dict(m) for m in messages]
+    if suffix:
+        last = max(i for i, m in enumerate(chat) if m["role"] == "user")
+        chat[last]["content"] += suffix
+    return chat
+
+
 def response_losses(
     lm: MetaLM,
     queries: Mapping[str, Messages],
     responses: Mapping[str, str],
-    system_prompt: str | None = None,
+    suffix: str | None = None,
 ) -> dict[str, float]:
-    """L(j) for each query id under `lm` (optionally as an expert with `system_prompt`)."""
-    return {
-        qid: lm.response_loss(with_system(messages, system_prompt) if system_prompt else messages, responses[qid])
-        for qid, messages in queries.items()
-    }
+    """L(j) for each query id under `lm` (optionally as an expert whose prompt ends with `suffix`)."""
+    return {qid: lm.response_loss(with_suffix(messages, suffix), responses[qid]) for qid, messages in queries.items()}
 
 
 def training_pairs(query_sets: Mapping[str, Sequence[str]], names: Sequence[str]) -> tuple[list[str], list[int]]:

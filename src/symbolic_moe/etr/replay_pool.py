@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from ..types import Question
+from ..grading import extract_answer, is_correct
+from ..types import GenerationSettings, Question
 from .data import query_messages, read_questions, read_replay, take_per_group
 from .evaluate import train_head
 from .query_sets import correctness_based
-from .routing import route_states
+from .routing import PromptExpert, route_states
 from .scoring import AnswerCache
 from .train import TrainConfig
 from .whitebox import HiddenCache, MetaLM
@@ -38,13 +39,21 @@ def replay_correct(data_dir: Path, models: list[str], questions: list[Question])
 
 
 def meta_correct(lm: MetaLM, cache: HiddenCache, answers: AnswerCache, questions: list[Question]) -> dict[str, bool]:
-    """The meta LLM's letter answer per question (computed right after the query state, so the
-    KV cache holds the prompt and only the answer prefix is new)."""
+    """Whether the meta LLM answers each question right: its letter after "The answer is (" for
+    multiple choice (computed right after the query state, so only the answer prefix is new), a
+    greedy chain of thought (512 tokens) graded as usual for free-form questions."""
     out = {}
     for q in questions:
         messages = query_messages(q)
         cache.last_states(lm, [messages])
-        out[q.id] = answers.get(lm, q, messages, "meta", None) == q.answer
+        if q.is_math:
+            key = f"{q.id}\x00meta-cot"
+            if key not in answers.data:
+                text = PromptExpert(lm).continue_chat(messages, "", GenerationSettings(temperature=0, max_tokens=512))
+                answers.data[key] = extract_answer(text.text, q) or ""
+            out[q.id] = is_correct(f"The answer is \\boxed{{{answers.data[key]}}}", q)
+        else:
+            out[q.id] = answers.get(lm, q, messages, "meta", None) == q.answer
     return out
 
 
@@ -53,16 +62,18 @@ def replay_router(
     out_dir: Path,
     models: list[str] | None = None,
     test_per_category: int | None = 20,
+    validation_per_category: int | None = None,
     seed: int = 0,
     config: TrainConfig | None = None,
     meta_ref: str = "embedded:smollm2",
+    threads: int = 2,
 ) -> dict[str, Any]:
     models = list(models or SMALL16)
     config = config or TrainConfig(seed=seed)
     bench = data_dir / "benchmarks" / "mmlu_pro"
-    val = read_questions(bench / "validation.jsonl")
+    val = take_per_group(read_questions(bench / "validation.jsonl"), "category", validation_per_category)
     test = take_per_group(read_questions(bench / "test.jsonl"), "category", test_per_category)
-    lm, cache = MetaLM(meta_ref), HiddenCache(out_dir / "hidden")
+    lm, cache = MetaLM(meta_ref, n_threads=threads), HiddenCache(out_dir / "hidden")
     answers = AnswerCache(out_dir / "answers_mmlu_pro_meta.json")
     meta_ok = meta_correct(lm, cache, answers, val)
     answers.save()
@@ -84,7 +95,8 @@ def replay_router(
     return {
         "setup": {
             "meta_model": lm.model_id, "models": models, "seed": seed, "validation_questions": len(val),
-            "test_questions": len(test), "test_per_category": test_per_category, "train_config": config.to_json(),
+            "test_questions": len(test), "test_per_category": test_per_category,
+            "validation_per_category": validation_per_category, "train_config": config.to_json(),
             "query_set_sizes": {m: len(s) for m, s in sets.items()},
             "meta_validation_accuracy": float(np.mean(list(meta_ok.values()))),
         },

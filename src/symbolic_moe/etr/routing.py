@@ -20,7 +20,7 @@ import numpy as np
 from ..engines.base import Engine
 from ..types import ChatRequest, Completion, GenerationSettings
 from .plugins import ExpertHead
-from .query_sets import with_system
+from .query_sets import with_suffix, with_system
 from .whitebox import Messages, MetaLM
 
 
@@ -95,15 +95,17 @@ def decode(
 
 @dataclass
 class PromptExpert:
-    """An expert that is a white-box GGUF model with a system prompt (may share the meta LLM's
-    weights: MMLU-Expert's domain experts here)."""
+    """An expert that is a white-box GGUF model with a system prompt and/or an instruction appended
+    to the user turn (may share the meta LLM's weights: MMLU-Expert's domain experts here)."""
 
     lm: MetaLM
     system_prompt: str | None = None
+    user_suffix: str | None = None
 
     def continue_chat(self, messages: Messages, prefix: str, settings: GenerationSettings) -> Completion:
         start = time.perf_counter()
-        chat = with_system(messages, self.system_prompt) if self.system_prompt else list(messages)
+        chat = with_suffix(with_system(messages, self.system_prompt) if self.system_prompt else messages,
+                           self.user_suffix)
         prompt = self.lm.prompt_tokens(chat, prefix)
         out, _, reason = decode(self.lm, prompt, settings)
         text = self.lm.detokenize(out)

