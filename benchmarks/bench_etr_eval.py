@@ -15,6 +15,7 @@ from pathlib import Path
 from symbolic_moe.config import default_data_dir
 from symbolic_moe.etr.evaluate import mmlu_expert
 from symbolic_moe.etr.replay_pool import replay_router
+from symbolic_moe.etr.train import TrainConfig
 
 
 def main() -> None:
@@ -27,23 +28,29 @@ def main() -> None:
     p.add_argument("--val-per-category", type=int, default=None)
     p.add_argument("--work", type=Path, default=Path("runs/etr-bench"))
     p.add_argument("--threads", type=int, default=2, help="llama.cpp threads (1 is faster on a busy machine)")
+    p.add_argument("--lr", type=float, default=5e-4, help="expert-token learning rate (paper: 5e-4)")
+    p.add_argument("--epochs", type=int, default=5, help="training epochs (paper: 5)")
+    p.add_argument("--tag", default="", help="suffix of the results file names")
     p.add_argument("--only", choices=["mmlu_expert", "replay"], default=None)
     a = p.parse_args()
     data, out = default_data_dir(), Path(__file__).parent / "results"
+    config = TrainConfig(lr=a.lr, epochs=a.epochs)
+    tag = f"_{a.tag}" if a.tag else ""
     a.work.mkdir(parents=True, exist_ok=True)
     if a.only in (None, "mmlu_expert"):
         start = time.perf_counter()
-        res = mmlu_expert(data, a.work, a.train, a.eval, a.loss, profile_per_domain=a.profile, threads=a.threads)
+        res = mmlu_expert(data, a.work, a.train, a.eval, a.loss, profile_per_domain=a.profile, threads=a.threads,
+                          config=config)
         res["seconds"] = time.perf_counter() - start
-        (out / "etr_mmlu_expert.json").write_text(json.dumps(res, indent=1))
+        (out / f"etr_mmlu_expert{tag}.json").write_text(json.dumps(res, indent=1))
         for name, m in res["methods"].items():
             print(f"{name:24s} routing={m['routing_accuracy']} answer={m['answer_accuracy']:.3f}")
     if a.only in (None, "replay"):
         start = time.perf_counter()
         res = replay_router(data, a.work, test_per_category=a.test_per_category,
-                           validation_per_category=a.val_per_category, threads=a.threads)
+                           validation_per_category=a.val_per_category, threads=a.threads, config=config)
         res["seconds"] = time.perf_counter() - start
-        (out / "etr_replay_small16.json").write_text(json.dumps(res, indent=1))
+        (out / f"etr_replay_small16{tag}.json").write_text(json.dumps(res, indent=1))
         print(json.dumps(res["methods"], indent=1), res["setup"]["meta_validation_accuracy"])
 
 

@@ -1,11 +1,12 @@
 """Batched multi-sequence decoding against one-at-a-time decoding in the llama_cpp engine.
 
-16 requests (short open questions, or with --prompts cot the pipeline's chain-of-thought prompt on
-the first MMLU-Pro test questions), greedy, max_tokens 128, for each embedded model. End-to-end tokens/s counts the whole generate()
-wall time, prefill included. Prefill tok/s is measured apart with max_tokens=1. Also checks
-that both paths give the same texts (they must, under greedy decoding).
+16 requests (short open questions, or with --prompts cot the pipeline's chain-of-thought prompt
+on the first MMLU-Pro test questions), greedy, max_tokens 128, for each embedded model. End-to-end
+tokens/s counts the whole generate() wall time, prefill included. Prefill tok/s is measured apart
+with max_tokens=1. Also checks that both paths give the same texts (they must, under greedy).
 
-    .venv/bin/python benchmarks/bench_llama_batch.py [--n 16] [--max-tokens 128] [--threads 2] [--prompts short|cot]
+    .venv/bin/python benchmarks/bench_llama_batch.py [--n 16] [--max-tokens 128] [--threads 2] \\
+        [--prompts short|cot]
 
 Writes benchmarks/results/llama_batch.json and prints a table.
 """

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from symbolic_moe.engines import create_engine
+from symbolic_moe.engines import Engine, create_engine
 from symbolic_moe.engines import embedded as embedded_mod
 from symbolic_moe.engines.embedded import resolve_gguf
 from symbolic_moe.engines.llama_cpp import (
@@ -189,7 +189,7 @@ def test_options_are_validated() -> None:
         create_engine("llama_cpp", SMOL, {"data_dir": None, "n_ctxx": 10})
     engine = create_engine("llama_cpp", SMOL, {"data_dir": None, "batch_size": 4})
     assert isinstance(engine, LlamaCppEngine) and engine.config.n_seq_max == 4
-    assert engine.kind == "llama_cpp"
+    assert isinstance(engine, Engine) and engine.kind == "llama_cpp" and not engine.loaded
 
 
 def test_model_without_template_gets_plain_template() -> None:

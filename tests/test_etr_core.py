@@ -135,3 +135,12 @@ def test_plugin_files_round_trip_append_and_errors(tmp_path) -> None:
         load_token(tmp_path / "bad.npz")
     with pytest.raises(DataError, match="no experts.json"):
         load_head(tmp_path / "empty")
+
+
+def test_expert_chats_do_not_touch_the_callers_messages() -> None:
+    from symbolic_moe.etr.query_sets import with_suffix, with_system
+
+    chat = ({"role": "system", "content": "s"}, {"role": "user", "content": "q"})
+    assert with_suffix(chat, " as a lawyer")[-1]["content"] == "q as a lawyer"
+    assert with_system(chat, "expert") == [{"role": "system", "content": "expert"}, {"role": "user", "content": "q"}]
+    assert chat[1]["content"] == "q" and with_suffix(chat, None) == [dict(m) for m in chat]

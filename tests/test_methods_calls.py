@@ -17,6 +17,8 @@ from symbolic_moe.config import load_config
 from symbolic_moe.methods import run_method
 from symbolic_moe.run import Run
 
+pytestmark = pytest.mark.slow  # real models: a few minutes on a shared 2-core CPU
+
 ROOT = Path(__file__).resolve().parents[1]
 N_TEST = 2
 POOL = ["smollm2", "gemma3", "smollm2-science", "gemma3-humanities"]
@@ -25,7 +27,9 @@ _seeds = itertools.count(100)
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Run:
-    sets = [f"pool.{m}.settings.max_tokens=8" for m in POOL] + [
+    # One thread per model: on a shared 2-core machine two spinning threads are several times slower.
+    sets = [f"pool.{m}.settings.max_tokens=8" for m in POOL] + [f"pool.{m}.options.n_threads=1" for m in POOL] + [
+        *[f"pool.{m}.options.n_ctx=2048" for m in POOL],
         f"benchmark.limit={N_TEST}",
         "benchmark.validation_limit=4",
         "aggregator.model=smollm2",  # fixed task aggregator: no aggregator benchmark needed here

@@ -181,7 +181,12 @@ class Scheduler:
 
     def _key(self, job: Job) -> str:
         spec = self.pool.specs[job.model]
-        return generation_key(spec.engine, spec.model, job.request, self._settings(job))
+        model = spec.model
+        # A system prompt changes what the model writes: two pool entries of one GGUF with
+        # different system prompts ("specialists") must not share stored generations.
+        if spec.options.get("system_prompt"):
+            model = f"{model}#system={spec.options['system_prompt']}"
+        return generation_key(spec.engine, model, job.request, self._settings(job))
 
     def _progress(self, label: str, total: int):
         return _ProgressContext(label, total, self.progress)

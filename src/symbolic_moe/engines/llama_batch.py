@@ -10,10 +10,12 @@ Design choices (why):
   attends only to its own sequence's cells. A unified cache would make every token attend over
   all sequences' cells (masked), which costs more as generations grow.
 - Non-unified caches split a batch into micro-batches of consecutive sequence ids (llama.cpp's
-  `split_equal(sequential=true)`), so tokens are always added in slot order.
+  `split_equal(sequential=true)`), so tokens are always added in slot order; an empty slot (only
+  at the tail, when no job is waiting) costs one extra micro-batch per step.
 - Flash attention defaults to off, as in the high-level `Llama` class, so outputs match it.
 - Each sequence has its own sampler chain seeded from the request: results do not depend on
-  which other sequences share the batch.
+  which other sequences share the batch (greedy and seeded outputs are identical for any batch
+  composition or prompt chunking; tests check it on both embedded models).
 """
 
 from __future__ import annotations

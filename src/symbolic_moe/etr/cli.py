@@ -128,6 +128,7 @@ def evaluate(
     eval_per_domain: Annotated[int, typer.Option("--eval")] = 10,
     test_per_category: Annotated[int, typer.Option("--test-per-category")] = 5,
     val_per_category: Annotated[int | None, typer.Option("--val-per-category")] = 5,
+    threads: Annotated[int, typer.Option("--threads", help="llama.cpp threads (1 on a busy machine)")] = 2,
     data_dir: DataOpt = None,
     seed: SeedOpt = 0,
 ) -> None:
@@ -136,11 +137,11 @@ def evaluate(
     if which == "mmlu-expert":
         from .evaluate import mmlu_expert
 
-        result = mmlu_expert(_data(data_dir), work, train_per_domain, eval_per_domain, seed=seed)
+        result = mmlu_expert(_data(data_dir), work, train_per_domain, eval_per_domain, seed=seed, threads=threads)
     elif which == "replay":
         from .replay_pool import replay_router
 
-        result = replay_router(_data(data_dir), work, None, test_per_category, val_per_category, seed)
+        result = replay_router(_data(data_dir), work, None, test_per_category, val_per_category, seed, threads=threads)
     else:
         raise ConfigError(f"unknown evaluation '{which}' (mmlu-expert or replay)")
     text = json.dumps(result, indent=1)
