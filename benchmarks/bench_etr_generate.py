@@ -2,7 +2,9 @@
 [W_V; W_E] (domain tokens trained on the training half), switches to the SmolLM2 domain expert
 when an expert token wins, and the completion is graded. Records where the switch happened.
 
-    .venv/bin/python benchmarks/bench_etr_generate.py [--per-domain 3 --max-tokens 96]
+    .venv/bin/python benchmarks/bench_etr_generate.py [--per-domain 3 --max-tokens 96 --threads 1]
+
+Tokens use the cross-validated lr 5e-3, 20 epochs (benchmarks/ETR.md).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from symbolic_moe.etr.api import labelled_query_sets, train_plugins
 from symbolic_moe.etr.data import query_messages, read_questions, split_by_group, take_per_group
 from symbolic_moe.etr.evaluate import DOMAINS, expert_suffix
 from symbolic_moe.etr.routing import PromptExpert, etr_generate
+from symbolic_moe.etr.train import TrainConfig
 from symbolic_moe.etr.whitebox import MetaLM
 from symbolic_moe.grading import is_correct
 from symbolic_moe.types import GenerationSettings
@@ -28,15 +31,18 @@ def main() -> None:
     p.add_argument("--per-domain", type=int, default=3)
     p.add_argument("--train", type=int, default=20)
     p.add_argument("--max-tokens", type=int, default=96)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--lr", type=float, default=5e-3)
+    p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--work", type=Path, default=Path("runs/etr-bench"))
     a = p.parse_args()
     questions = read_questions(default_data_dir() / "mmlu_expert" / "test.jsonl")
     train_all, held_all = split_by_group(questions, "domain", 0)
     train = take_per_group(train_all, "domain", a.train)
     held = take_per_group(held_all, "domain", a.per_domain)
+    lm = MetaLM(n_threads=a.threads)
     head = train_plugins(train, labelled_query_sets(train, "domain"), a.work / "plugins_generate",
-                         cache_dir=a.work / "hidden")
-    lm = MetaLM()
+                         config=TrainConfig(lr=a.lr, epochs=a.epochs), cache_dir=a.work / "hidden")
     backends = {d: PromptExpert(lm, user_suffix=expert_suffix(d)) for d in DOMAINS}
     settings = GenerationSettings(temperature=0.0, max_tokens=a.max_tokens)
     rows = []

@@ -3,7 +3,7 @@ llama-cpp-python (embeddings, pooling NONE; head dequantised from the GGUF) agai
 loading the same GGUF. Speed of last hidden states per prompt; agreement of head @ hidden with
 llama.cpp's own logits (argmax match and max |difference|) over every position.
 
-    .venv/bin/python benchmarks/bench_etr_whitebox.py [--n 100] [--transformers-n 30]
+    .venv/bin/python benchmarks/bench_etr_whitebox.py [--n 100] [--transformers-n 30] [--threads 1]
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--transformers-n", type=int, default=30)
+    p.add_argument("--threads", type=int, default=2, help="threads for both backends")
     a = p.parse_args()
     import llama_cpp
 
     questions = read_questions(default_data_dir() / "mmlu_expert" / "test.jsonl")[:: max(1, 1118 // a.n)][: a.n]
-    lm = MetaLM()
+    lm = MetaLM(n_threads=a.threads)
     texts = [lm.render(query_messages(q)) for q in questions]
     token_lists = [lm.tokenize(t) for t in texts]
     start = time.perf_counter()
@@ -46,6 +47,7 @@ def main() -> None:
         max_diff = max(max_diff, float(np.abs(own - mine).max()))
         positions += len(tokens)
     result = {
+        "threads": a.threads,
         "prompts": len(token_lists),
         "mean_prompt_tokens": float(np.mean([len(t) for t in token_lists])),
         "llama_cpp": {"seconds_per_prompt": llama_seconds, "argmax_agreement": argmax_agree / positions,
@@ -56,9 +58,14 @@ def main() -> None:
         from transformers import AutoModelForCausalLM
 
         start = time.perf_counter()
-        model = AutoModelForCausalLM.from_pretrained(str(lm.path.parent), gguf_file=lm.path.name)
+        try:
+            model = AutoModelForCausalLM.from_pretrained(str(lm.path.parent), gguf_file=lm.path.name)
+        except (ImportError, ValueError) as exc:  # e.g. transformers wants `accelerate` for GGUF
+            result["transformers"] = {"error": str(exc)}
+            a.transformers_n = 0
         load = time.perf_counter() - start
-        torch.set_num_threads(2)
+    if a.transformers_n:
+        torch.set_num_threads(a.threads)
         start = time.perf_counter()
         picks = []
         with torch.no_grad():

@@ -29,6 +29,7 @@ def _write(path, rows) -> None:
                                 "choices": ["A", "B", "C", "D"]}) + "\n")
 
 
+@pytest.mark.slow  # ~8 s idle, 20+ s on a busy machine: three commands, three model loads
 def test_train_extend_route(tmp_path) -> None:
     first, later = tmp_path / "first.jsonl", tmp_path / "later.jsonl"
     _write(first, ROWS[:4])

@@ -84,6 +84,7 @@ def test_compare_cli_writes_the_table(tmp_path: Path) -> None:
         args += ["--set", s]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    assert "Zero-shot CoT [task_best]" in result.output and "Top-k, majority [top_k_vote]" in result.output
     table = json.loads((tmp_path / "cmp/compare.json").read_text())
     assert list(table) == ["task_best", "top_k_vote", "symbolic_moe_vote"]
     for row in table.values():

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .methods import method_spec
@@ -91,7 +92,7 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
         category, label, models = describe(name, first_info)
         accuracy = f"{100 * m['accuracy']:.2f}" + (f" ± {100 * m['std']:.2f}" if len(m["seeds"]) > 1 else "")
         loads = sum(m["loads_per_seed"]) / max(len(m["loads_per_seed"]), 1)
-        table.add_row(category if category != last else "", f"{label} [{name}]", models, accuracy, str(m["n"]),
+        table.add_row(category if category != last else "", escape(f"{label} [{name}]"), models, accuracy, str(m["n"]),
                       f"{m['calls_per_question']:.1f}", f"{m['tokens_per_question']:.0f}", f"{loads:.1f}")
         last = category
     console.print(table)

@@ -12,7 +12,15 @@ Design choices (why):
 - Non-unified caches split a batch into micro-batches of consecutive sequence ids (llama.cpp's
   `split_equal(sequential=true)`), so tokens are always added in slot order; an empty slot (only
   at the tail, when no job is waiting) costs one extra micro-batch per step.
-- Flash attention defaults to off, as in the high-level `Llama` class, so outputs match it.
+- Flash attention is on by default (the high-level `Llama` class has it off, so outputs differ
+  from `Llama`'s after some tokens). Reason: without it, attention sums over a number of KV cells
+  that depends on the longest sequence in the micro-batch, which changes float rounding, so a
+  sequence's greedy output depended on its batch neighbours. The flash-attention kernel skips
+  masked cells, so that dependence is gone.
+- Remaining batch dependence: llama.cpp multiplies a multi-row batch with other kernels than a
+  single row for some weight types (llamafile tinyBLAS for Q4_0/Q5_0/Q8_0, repacked Q4_K). Their
+  float rounding differs slightly, so near-ties in greedy decoding can flip. Measured on 16
+  sequences x 128 tokens: SmolLM2 (Q4_1) 16/16 identical, Gemma-3-270M (Q5_0/Q4_K) 11-12/16.
 - Each sequence has its own sampler chain seeded from the request: results do not depend on
   which other sequences share the batch (greedy and seeded outputs are identical for any batch
   composition or prompt chunking; tests check it on both embedded models).
@@ -96,7 +104,8 @@ class LlamaModel:
         *,
         n_threads: int,
         use_mmap: bool = True,
-        flash_attn: bool = False,
+        flash_attn: bool = True,
+        repack: bool = True,
         n_batch: int = 2048,
         n_ubatch: int = 512,
         verbose: bool = False,
@@ -109,6 +118,7 @@ class LlamaModel:
             _backend_ready = True
         params = llama_cpp.llama_model_default_params()
         params.use_mmap = use_mmap
+        params.use_extra_bufts = repack
         params.n_gpu_layers = 0
         self.path = Path(path)
         self.model = llama_cpp.llama_model_load_from_file(str(self.path).encode(), params)

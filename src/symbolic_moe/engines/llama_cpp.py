@@ -9,7 +9,9 @@ relative to the working directory, then to `data_dir`). Options (all optional):
 - `n_ctx` (4096): context per sequence, prompt plus completion. A prompt that does not fit is an
   EngineError (never silently truncated: a cut prompt gives a confidently wrong answer); the
   completion is capped at the room left and ends with finish_reason "length".
-- `n_threads` (os.cpu_count()), `use_mmap` (True), `flash_attn` (False, as in `llama_cpp.Llama`).
+- `n_threads` (os.cpu_count()); on a machine busy with other work use 1: llama.cpp's threads
+  spin at barriers and slow down many-fold when they outnumber the free cores.
+- `use_mmap` (True); `flash_attn` (True, unlike `llama_cpp.Llama`: see llama_batch.py for why).
 - `n_seq_max` or its alias `batch_size` (16): sequences decoded in parallel.
 - `system_prompt`: a system message put before every request (merged with a request's own).
 - `verbose` (False): let llama.cpp log to stderr.
@@ -55,7 +57,7 @@ class LlamaCppOptions(BaseModel):
     n_ctx: int = Field(4096, ge=16)
     n_threads: int | None = Field(None, ge=1)
     n_seq_max: int = Field(16, ge=1, le=256, alias="batch_size")
-    flash_attn: bool = False
+    flash_attn: bool = True
     use_mmap: bool = True
     system_prompt: str | None = None
     verbose: bool = False

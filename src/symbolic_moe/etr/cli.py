@@ -32,7 +32,8 @@ FieldOpt = Annotated[str | None, typer.Option("--field", help="one expert per va
 MetaOpt = Annotated[str, typer.Option("--meta", help="meta LLM: embedded:smollm2, embedded:gemma3-270m or a GGUF")]
 DataOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory (default: $SMOE_DATA_DIR)")]
 SeedOpt = Annotated[int, typer.Option("--seed")]
-EpochsOpt = Annotated[int, typer.Option("--epochs")]
+EpochsOpt = Annotated[int, typer.Option("--epochs", help="paper: 5")]
+LrOpt = Annotated[float, typer.Option("--lr", help="paper: 5e-4; 5e-3 with ~20 queries per expert (ETR.md)")]
 PerGroupOpt = Annotated[int | None, typer.Option("--per-category", help="first N questions per category")]
 
 
@@ -49,7 +50,7 @@ def _questions(questions: Path | None, split: str, data_dir: Path | None, per_ca
 
 
 def _train(out: Path, questions: list[Question], replay: list[str] | None, field: str | None, meta: str,
-           data_dir: Path | None, seed: int, epochs: int, extend: bool) -> None:
+           data_dir: Path | None, seed: int, epochs: int, lr: float, extend: bool) -> None:
     from .api import labelled_query_sets, replay_query_sets, train_plugins
     from .whitebox import MetaLM
 
@@ -59,8 +60,8 @@ def _train(out: Path, questions: list[Question], replay: list[str] | None, field
         sets = replay_query_sets(MetaLM(meta), _data(data_dir), questions, list(replay), out / "cache", seed)
     else:
         sets = labelled_query_sets(questions, str(field), seed)
-    head = train_plugins(questions, sets, out, meta, TrainConfig(epochs=epochs, seed=seed), out / "cache" / "hidden",
-                         extend=extend)
+    config = TrainConfig(lr=lr, epochs=epochs, seed=seed)
+    head = train_plugins(questions, sets, out, meta, config, out / "cache" / "hidden", extend=extend)
     sizes = ", ".join(f"{n}={len(sets.get(n, []))}" for n in head.names)
     typer.echo(f"{out}: {len(head)} expert tokens for {head.meta_model} (query sets: {sizes})")
 
@@ -85,20 +86,20 @@ def _friendly(fn):  # type: ignore[no-untyped-def]
 @_friendly
 def train(out: Plugins, questions: QuestionsOpt = None, split: SplitOpt = "validation", replay: ReplayOpt = None,
           field: FieldOpt = None, meta: MetaOpt = "embedded:smollm2", data_dir: DataOpt = None, seed: SeedOpt = 0,
-          epochs: EpochsOpt = 5, per_category: PerGroupOpt = None) -> None:
+          epochs: EpochsOpt = 5, lr: LrOpt = 5e-4, per_category: PerGroupOpt = None) -> None:
     """Build expert query sets, train the expert tokens, write one plug-in file per expert."""
     _train(out, _questions(questions, split, data_dir, per_category), replay, field, meta, data_dir, seed, epochs,
-           False)
+           lr, False)
 
 
 @app.command()
 @_friendly
 def extend(out: Plugins, questions: QuestionsOpt = None, split: SplitOpt = "validation", replay: ReplayOpt = None,
            field: FieldOpt = None, meta: MetaOpt = "embedded:smollm2", data_dir: DataOpt = None, seed: SeedOpt = 0,
-           epochs: EpochsOpt = 5, per_category: PerGroupOpt = None) -> None:
+           epochs: EpochsOpt = 5, lr: LrOpt = 5e-4, per_category: PerGroupOpt = None) -> None:
     """Train tokens for new experts alone and append them to an existing plug-in directory."""
     _train(out, _questions(questions, split, data_dir, per_category), replay, field, meta, data_dir, seed, epochs,
-           True)
+           lr, True)
 
 
 @app.command()

@@ -27,8 +27,6 @@ from .rounds import cot_round, followup_round, option, part, prepare_ranked, req
 if TYPE_CHECKING:
     from ..run import Run
 
-_ranked = prepare_ranked
-
 
 def _voted(run: Run, experts: list[list[str]], seed: int) -> list[Prediction]:
     outputs = run_experts(run.test, experts, run.scheduler, seed)
@@ -50,12 +48,12 @@ def zero_shot(run: Run, seed: int, model: str):
 FAMILIES["single"] = lambda model: MethodSpec(lambda run, seed: zero_shot(run, seed, model))
 
 
-@method("task_best", prepare=_ranked)
+@method("task_best", prepare=prepare_ranked)
 def task_best_cot(run: Run, seed: int):
     return zero_shot(run, seed, task_best(run))
 
 
-@method("self_consistency", prepare=_ranked)
+@method("self_consistency", prepare=prepare_ranked)
 def self_consistency(run: Run, seed: int):
     """Task-best x `samples` (default 5, odd to avoid ties), majority over the sampled answers."""
     best, n = task_best(run), int(option(run, "self_consistency", "samples", 5))
@@ -67,7 +65,7 @@ def self_consistency(run: Run, seed: int):
     return predictions, {"model": best, "samples": n}
 
 
-@method("self_refine", prepare=_ranked)
+@method("self_refine", prepare=prepare_ranked)
 def self_refine(run: Run, seed: int):
     """Answer, self-feedback, refined answer: three rounds of the task-best model."""
     best = task_best(run)
@@ -93,7 +91,7 @@ def self_refine(run: Run, seed: int):
     return predictions, {"model": best}
 
 
-@method("top_k_vote", prepare=_ranked)
+@method("top_k_vote", prepare=prepare_ranked)
 def top_k_vote(run: Run, seed: int):
     top = run.ranked_models()[: run.config.recruit.k]
     return _voted(run, [top] * len(run.test), seed), {"models": top}
