@@ -198,3 +198,12 @@ def compare_methods(
     _, summary = compare(run, [m.strip() for m in methods.split(",") if m.strip()], seed_list)
     print_compare(summary)
     console.print(f"wrote {run.out / 'compare.json'} and {run.out / 'results.json'}")
+
+
+def _mount_etr() -> None:
+    from .etr.cli import app as etr_app
+
+    app.add_typer(etr_app, name="etr", help="Expert Token Routing: train, extend, route, evaluate.")
+
+
+_mount_etr()

@@ -63,7 +63,9 @@ def _train(out: Path, questions: list[Question], replay: list[str] | None, field
     config = TrainConfig(lr=lr, epochs=epochs, seed=seed)
     head = train_plugins(questions, sets, out, meta, config, out / "cache" / "hidden", extend=extend)
     sizes = ", ".join(f"{n}={len(sets.get(n, []))}" for n in head.names)
-    typer.echo(f"{out}: {len(head)} expert tokens for {head.meta_model} (query sets: {sizes})")
+    skipped = [n for n, ids in sets.items() if not ids]
+    note = f"; no token for {', '.join(skipped)} (empty query set)" if skipped else ""
+    typer.echo(f"{out}: {len(head)} expert tokens for {head.meta_model} (query sets: {sizes}){note}")
 
 
 def _friendly(fn):  # type: ignore[no-untyped-def]

@@ -38,7 +38,7 @@ def etr_method(run: Run, seed: int, meta_ref: str = "embedded:smollm2", threads:
         experts=[[name] for name in chosen],
         probabilities=np.zeros((len(run.test), len(run.experts))),
     )
-    outputs = run.expert_outputs(plan, seed)
+    outputs = run.expert_outputs(plan, seed, write=False)
     predictions = [
         Prediction.grade(q, row[0].text, experts=[name])
         for q, row, name in zip(run.test, outputs, chosen, strict=True)
