@@ -28,3 +28,9 @@ def test_filter_global_counts_across_the_split():
 def test_skills_from_field():
     qs = [Question(id="a", question="?", answer="A", category="Law"), Question(id="b", question="?", answer="A")]
     assert skills_from_field(qs, "category") == {"a": ["law"], "b": []}
+
+
+def test_lists_without_the_prefix_are_read_item_by_item():
+    text = "The core skills needed are:\n\n* Psychology: Genetics, neuroscience\n* Virology\n1. Political science\n"
+    assert parse_keywords(text) == ["genetics", "neuroscience", "virology", "political science"]
+    assert parse_keywords("Sure, I'd be happy to provide an answer to your question.") == []

@@ -38,6 +38,7 @@ class BenchmarkConfig(_Strict):
     validation: str = "validation"
     test: str = "test"
     limit: int | None = Field(None, ge=1, description="use only the first N test questions")
+    stride: int = Field(1, ge=1, description="use every N-th test question (before limit): a spread subset")
     validation_limit: int | None = Field(None, ge=1)
 
 

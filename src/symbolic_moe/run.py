@@ -59,7 +59,8 @@ class Run:
     @cached_property
     def test(self) -> list[Question]:
         b = self.config.benchmark
-        return load_split(b.path, b.test, self.data_dir, b.limit)
+        questions = load_split(b.path, b.test, self.data_dir)[:: b.stride]
+        return questions[: b.limit] if b.limit else questions
 
     def split(self, name: str) -> list[Question]:
         return self.validation if name == "validation" else self.test

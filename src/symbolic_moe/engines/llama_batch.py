@@ -24,6 +24,13 @@ Design choices (why):
 - Each sequence has its own sampler chain seeded from the request: results do not depend on
   which other sequences share the batch (greedy and seeded outputs are identical for any batch
   composition or prompt chunking; tests check it on both embedded models).
+- Prompt sharing (`share_prompts`): several samples of one prompt (the keyword step asks for 5)
+  prefill it once. A job whose prompt is already in another slot waits until that slot's prompt
+  is in the KV cache, copies the donor's stream (`llama_memory_seq_cp`; across streams
+  llama.cpp copies the whole buffer at the next decode), drops the last prompt position and
+  decodes that one token itself, to get its own logits for the first sampled token. Only the
+  prefill work changes, so outputs equal the unshared path's (tested under greedy and seeded
+  sampling).
 """
 
 from __future__ import annotations
@@ -88,6 +95,7 @@ class _Slot:
     limit: int  # max new tokens, capped by the room left in the stream
     sampler: Any
     started: float
+    donor: int | None = None  # slot whose KV cache holds this job's prompt, to copy from
     fed: int = 0  # prompt tokens already decoded
     next_token: int | None = None  # sampled, not yet decoded
     tokens: list[int] = field(default_factory=list)
@@ -108,6 +116,7 @@ class LlamaModel:
         repack: bool = True,
         n_batch: int = 2048,
         n_ubatch: int = 512,
+        share_prompts: bool = True,
         verbose: bool = False,
     ) -> None:
         global _backend_ready
@@ -129,6 +138,8 @@ class LlamaModel:
         self.flash_attn = flash_attn
         self.n_batch = n_batch
         self.n_ubatch = n_ubatch
+        self.share_prompts = share_prompts
+        self.shared_prompt_tokens = 0  # prompt tokens copied instead of decoded (for benchmarks)
         self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(self.model)
         self.ctx: Any = None
         self.ctx_shape = (0, 0)  # (n_seq, n_ctx_seq) of the current context
@@ -266,7 +277,10 @@ class LlamaModel:
                     if slots[s] is None and pending:
                         index, job = pending.popleft()
                         limit = min(job.max_tokens, room - len(job.prompt))
-                        slots[s] = _Slot(index, job, limit, _make_sampler(job), time.perf_counter())
+                        slot = _Slot(index, job, limit, _make_sampler(job), time.perf_counter())
+                        slot.donor = self._donor_for(slots, job) if self.share_prompts else None
+                        slots[s] = slot
+                self._copy_shared_prompts(memory, slots)
                 outputs = self._fill_batch(batch, slots)
                 rc = llama_cpp.llama_decode(self.ctx, batch)
                 if rc != 0:
@@ -291,6 +305,37 @@ class LlamaModel:
             raise EngineError(f"decoding ended without results for requests {missing}")
         return [r for r in results if r is not None]
 
+    @staticmethod
+    def _donor_for(slots: list[_Slot | None], job: DecodeJob) -> int | None:
+        """A slot that prefills (or has prefilled) the same prompt as `job`, if any."""
+        if len(job.prompt) < 2:  # nothing to share: the last prompt token is decoded anyway
+            return None
+        for d, other in enumerate(slots):
+            if other is not None and other.donor is None and other.job.prompt == job.prompt:
+                return d
+        return None
+
+    def _copy_shared_prompts(self, memory: Any, slots: list[_Slot | None]) -> None:
+        """Give each waiting slot its donor's prompt once the donor's prefill is done."""
+        for s, slot in enumerate(slots):
+            if slot is None or slot.donor is None:
+                continue
+            donor = slots[slot.donor]
+            n = len(slot.job.prompt)
+            if donor is None or donor.donor is not None or donor.job.prompt != slot.job.prompt:
+                slot.donor = None  # the donor is gone (cannot happen mid-prefill): prefill alone
+                continue
+            if donor.fed < n:
+                continue  # every batch so far is decoded, so fed == n means the prompt is cached
+            llama_cpp.llama_memory_seq_cp(memory, slot.donor, s, -1, -1)
+            # Drop the last prompt position (and anything the donor generated after it): this
+            # slot decodes that token itself to get logits for its first sample.
+            if not llama_cpp.llama_memory_seq_rm(memory, s, n - 1, -1):  # pragma: no cover - recurrent models only
+                raise EngineError(f"{self.path}: llama.cpp cannot trim a copied sequence; set share_prompts=false")
+            slot.fed = n - 1
+            slot.donor = None
+            self.shared_prompt_tokens += n - 1
+
     def _fill_batch(self, batch: Any, slots: list[_Slot | None]) -> list[tuple[int, int]]:
         """Put each slot's next token (or its next prompt chunk) into `batch`, in slot order;
         return (slot, batch index) for the positions whose logits we sample from."""
@@ -299,7 +344,7 @@ class LlamaModel:
         # Decoding slots first: one token each, so they never wait behind a long prefill.
         budget = self.n_batch - sum(1 for s in slots if s is not None and s.next_token is not None)
         for s, slot in enumerate(slots):
-            if slot is None:
+            if slot is None or slot.donor is not None:  # empty, or waiting for a donor's prompt
                 continue
             if slot.next_token is not None:
                 pos = len(slot.job.prompt) + len(slot.tokens) - 1

@@ -14,6 +14,8 @@ relative to the working directory, then to `data_dir`). Options (all optional):
 - `use_mmap` (True); `flash_attn` (True, unlike `llama_cpp.Llama`: see llama_batch.py for why).
 - `n_seq_max` or its alias `batch_size` (16): sequences decoded in parallel.
 - `system_prompt`: a system message put before every request (merged with a request's own).
+- `share_prompts` (True): requests with the same prompt in one batch (several samples of one
+  question) prefill it once and copy the KV cache; outputs are unchanged (llama_batch.py).
 - `verbose` (False): let llama.cpp log to stderr.
 
 Prompts are rendered with the GGUF's own chat template (`tokenizer.chat_template`, with Jinja2 the
@@ -59,6 +61,7 @@ class LlamaCppOptions(BaseModel):
     n_seq_max: int = Field(16, ge=1, le=256, alias="batch_size")
     flash_attn: bool = True
     use_mmap: bool = True
+    share_prompts: bool = True
     system_prompt: str | None = None
     verbose: bool = False
 
@@ -211,6 +214,7 @@ class LlamaCppEngine(TimedEngine):
             n_threads=self.config.n_threads or os.cpu_count() or 1,
             use_mmap=self.config.use_mmap,
             flash_attn=self.config.flash_attn,
+            share_prompts=self.config.share_prompts,
             verbose=self.config.verbose,
         )
         try:

@@ -19,18 +19,35 @@ from ..scheduler import Job, Scheduler
 from ..types import GenerationSettings, Question
 
 _PREFIX = re.compile(r"keywords?\s*:", re.IGNORECASE)
+_LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")
+_LABEL = re.compile(r"^[^:]{1,40}:\s*")
 
 
 def parse_keywords(text: str | None, max_length: int = 20) -> list[str]:
-    """Keywords after the last `Keywords:` (or the whole text), split on commas, normalised."""
+    """Keywords after the last `Keywords:`, split on commas, normalised (SPEC 4.1).
+
+    Tiny keyword LLMs often ignore the format and write a bulleted or numbered list instead; with
+    no `Keywords:` in the text, every line's items count (list marks and "Label:" prefixes
+    removed). Over-long items are dropped, so prose never becomes a keyword, and the repeated-
+    keyword filter removes what a single sample invents."""
     if not text:
         return []
     matches = list(_PREFIX.finditer(text))
-    body = text[matches[-1].end() :] if matches else text
-    body = body.strip().splitlines()[0] if body.strip() else ""
+    if matches:
+        body = text[matches[-1].end() :].strip()
+        items = body.splitlines()[0].split(",") if body else []
+    else:
+        items = []
+        for line in text.splitlines():
+            line = _LIST_MARK.sub("", line).strip()
+            if line.endswith(":"):
+                continue  # a heading such as "The skills needed are:"
+            parts = _LABEL.sub("", line).split(",")
+            if all(len(p.strip()) <= 2 * max_length for p in parts):  # else prose, not a list
+                items += parts
     keywords = []
-    for raw in body.split(","):
-        keyword = raw.strip().strip("*`\"'<>[]").strip().lower().rstrip(".").strip()
+    for raw in items:
+        keyword = raw.strip().strip("*`\"'<>[]").strip().lower().rstrip(".:").strip()
         if keyword and len(keyword) <= max_length and keyword not in keywords:
             keywords.append(keyword)
     return keywords
