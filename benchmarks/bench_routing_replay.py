@@ -80,7 +80,7 @@ def main() -> None:
         table = run_methods(config, base_sets, out / "baselines", BASELINES, seeds)
         for weighting in WEIGHTINGS:
             routed = run_methods(config, base_sets + [f"recruit.weighting={weighting}"], out / weighting, ROUTED, seeds)
-            table.update({f"{name}[{weighting}]": value for name, value in routed.items()})
+            table.update({f"{name} ({weighting})": value for name, value in routed.items()})
         with tempfile.TemporaryDirectory() as tmp:
             validation_cv = cross_validate(config, args.skills, seeds, Path(tmp))
         results["pools"][pool] = {

@@ -25,12 +25,14 @@ Design choices (why):
   which other sequences share the batch (greedy and seeded outputs are identical for any batch
   composition or prompt chunking; tests check it on both embedded models).
 - Prompt sharing (`share_prompts`): several samples of one prompt (the keyword step asks for 5)
-  prefill it once. A job whose prompt is already in another slot waits until that slot's prompt
-  is in the KV cache, copies the donor's stream (`llama_memory_seq_cp`; across streams
-  llama.cpp copies the whole buffer at the next decode), drops the last prompt position and
-  decodes that one token itself, to get its own logits for the first sampled token. Only the
-  prefill work changes, so outputs equal the unshared path's (tested under greedy and seeded
-  sampling).
+  prefill it once. A job admitted while another slot is still prefilling the same prompt waits;
+  when that prompt is decoded, the waiting slot copies the donor's stream
+  (`llama_memory_seq_cp`: across streams llama.cpp copies the whole buffer at the next decode,
+  before that decode writes anything) and samples its first token from the donor's logits with
+  its own sampler. Its KV cache and first logits are then bit-identical to its own prefill, so
+  outputs equal the unshared path's. (Re-decoding the last prompt token in the follower instead
+  was tried: rows decoded alone round differently from a long prefill and greedy texts drifted.)
+  Jobs whose donor has already started generating prefill on their own.
 """
 
 from __future__ import annotations
@@ -101,6 +103,7 @@ class _Slot:
     tokens: list[int] = field(default_factory=list)
     text: str = ""
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    result: DecodeResult | None = None
 
 
 class LlamaModel:
@@ -288,13 +291,12 @@ class LlamaModel:
                 for s, out_index in outputs:
                     slot = slots[s]
                     assert slot is not None
+                    if not slot.tokens:  # the prompt is complete: hand it to waiting slots first
+                        for follower in self._share_prompt(memory, slots, s, out_index):
+                            self._release(memory, slots, follower, results)
                     token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, out_index)
-                    done = self._advance(slot, token)
-                    if done is not None:
-                        results[slot.index] = done
-                        llama_cpp.llama_sampler_free(slot.sampler)
-                        llama_cpp.llama_memory_seq_rm(memory, s, -1, -1)
-                        slots[s] = None
+                    if self._advance(slot, token) is not None:
+                        self._release(memory, slots, slot, results)
         finally:
             for slot in slots:
                 if slot is not None:
@@ -307,34 +309,33 @@ class LlamaModel:
 
     @staticmethod
     def _donor_for(slots: list[_Slot | None], job: DecodeJob) -> int | None:
-        """A slot that prefills (or has prefilled) the same prompt as `job`, if any."""
-        if len(job.prompt) < 2:  # nothing to share: the last prompt token is decoded anyway
-            return None
+        """A slot still prefilling the same prompt as `job`, if any."""
         for d, other in enumerate(slots):
-            if other is not None and other.donor is None and other.job.prompt == job.prompt:
+            if (
+                other is not None
+                and other.donor is None
+                and other.fed < len(other.job.prompt)
+                and other.job.prompt == job.prompt
+            ):
                 return d
         return None
 
-    def _copy_shared_prompts(self, memory: Any, slots: list[_Slot | None]) -> None:
-        """Give each waiting slot its donor's prompt once the donor's prefill is done."""
-        for s, slot in enumerate(slots):
-            if slot is None or slot.donor is None:
+    def _share_prompt(self, memory: Any, slots: list[_Slot | None], s: int, out_index: int) -> list[_Slot]:
+        """Slot `s` has just decoded its whole prompt: give it to the slots waiting for it.
+        Each copies the stream and samples its first token from the same logits (its own
+        sampler), exactly as if it had prefilled the prompt itself. Returns finished slots."""
+        finished = []
+        for f, follower in enumerate(slots):
+            if follower is None or follower.donor != s:
                 continue
-            donor = slots[slot.donor]
-            n = len(slot.job.prompt)
-            if donor is None or donor.donor is not None or donor.job.prompt != slot.job.prompt:
-                slot.donor = None  # the donor is gone (cannot happen mid-prefill): prefill alone
-                continue
-            if donor.fed < n:
-                continue  # every batch so far is decoded, so fed == n means the prompt is cached
-            llama_cpp.llama_memory_seq_cp(memory, slot.donor, s, -1, -1)
-            # Drop the last prompt position (and anything the donor generated after it): this
-            # slot decodes that token itself to get logits for its first sample.
-            if not llama_cpp.llama_memory_seq_rm(memory, s, n - 1, -1):  # pragma: no cover - recurrent models only
-                raise EngineError(f"{self.path}: llama.cpp cannot trim a copied sequence; set share_prompts=false")
-            slot.fed = n - 1
-            slot.donor = None
-            self.shared_prompt_tokens += n - 1
+            llama_cpp.llama_memory_seq_cp(memory, s, f, -1, -1)
+            follower.donor = None
+            follower.fed = len(follower.job.prompt)
+            self.shared_prompt_tokens += follower.fed
+            token = llama_cpp.llama_sampler_sample(follower.sampler, self.ctx, out_index)
+            if self._advance(follower, token) is not None:
+                finished.append(follower)
+        return finished
 
     def _fill_batch(self, batch: Any, slots: list[_Slot | None]) -> list[tuple[int, int]]:
         """Put each slot's next token (or its next prompt chunk) into `batch`, in slot order;
@@ -373,6 +374,15 @@ class LlamaModel:
         batch.n_tokens = n
         return outputs
 
+    @staticmethod
+    def _release(memory: Any, slots: list[_Slot | None], slot: _Slot, results: list[DecodeResult | None]) -> None:
+        """A finished slot: store its result, free its sampler and KV stream."""
+        s = slots.index(slot)
+        results[slot.index] = slot.result
+        llama_cpp.llama_sampler_free(slot.sampler)
+        llama_cpp.llama_memory_seq_rm(memory, s, -1, -1)
+        slots[s] = None
+
     def _advance(self, slot: _Slot, token: int) -> DecodeResult | None:
         """Record a sampled token; return the result when the sequence is finished."""
         if llama_cpp.llama_vocab_is_eog(self.vocab, token):
@@ -394,7 +404,8 @@ class LlamaModel:
 
     def _finish(self, slot: _Slot, reason: str, flush: bool = True) -> DecodeResult:
         text = slot.text + (slot.decoder.decode(b"", True) if flush else "")
-        return DecodeResult(text, slot.tokens, len(slot.job.prompt), reason, time.perf_counter() - slot.started)
+        slot.result = DecodeResult(text, slot.tokens, len(slot.job.prompt), reason, time.perf_counter() - slot.started)
+        return slot.result
 
 
 def _make_sampler(job: DecodeJob) -> Any:
