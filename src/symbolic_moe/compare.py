@@ -37,6 +37,8 @@ ROWS: dict[str, tuple[str, str, str]] = {
     "symbolic_moe_vote": ("Multi-model multi-agent", "Symbolic-MoE (majority)", "Adaptive"),
     "symbolic_moe_weighted": ("Multi-model multi-agent", "Symbolic-MoE (weighted vote)", "Adaptive"),
     "symbolic_moe_linear": ("Multi-model multi-agent", "Symbolic-MoE (linear weighting)", "Adaptive"),
+    "symbolic_moe_softmax": ("Multi-model multi-agent", "Symbolic-MoE (softmax weighting)", "Adaptive"),
+    "symbolic_moe_greedy": ("Multi-model multi-agent", "Symbolic-MoE (greedy top-k, ours)", "Adaptive"),
     "symbolic_moe_discussion": ("Multi-model multi-agent", "Symbolic-MoE + discussion", "Adaptive"),
     "top_k_vote": ("Recruitment ablation", "Top-k, majority", "Top-k"),
     "random_k_vote": ("Recruitment ablation", "Random-k, majority", "Random-k"),

@@ -283,7 +283,6 @@ class LlamaModel:
                         slot = _Slot(index, job, limit, _make_sampler(job), time.perf_counter())
                         slot.donor = self._donor_for(slots, job) if self.share_prompts else None
                         slots[s] = slot
-                self._copy_shared_prompts(memory, slots)
                 outputs = self._fill_batch(batch, slots)
                 rc = llama_cpp.llama_decode(self.ctx, batch)
                 if rc != 0:
@@ -377,7 +376,7 @@ class LlamaModel:
     @staticmethod
     def _release(memory: Any, slots: list[_Slot | None], slot: _Slot, results: list[DecodeResult | None]) -> None:
         """A finished slot: store its result, free its sampler and KV stream."""
-        s = slots.index(slot)
+        s = next(i for i, other in enumerate(slots) if other is slot)
         results[slot.index] = slot.result
         llama_cpp.llama_sampler_free(slot.sampler)
         llama_cpp.llama_memory_seq_rm(memory, s, -1, -1)

@@ -109,3 +109,8 @@ def with_discussion(run: Run, seed: int):
 @method("symbolic_moe_greedy", prepare=_prepare())
 def with_greedy_recruitment(run: Run, seed: int):
     return symbolic_moe(run, seed, weighting="greedy")
+
+
+@method("symbolic_moe_softmax", prepare=_prepare())
+def with_softmax_weighting(run: Run, seed: int):
+    return symbolic_moe(run, seed, weighting="softmax")
