@@ -48,7 +48,7 @@ class KeywordConfig(_Strict):
     filter: Literal["per_question", "global"] = "per_question"
     min_count: int = Field(2, ge=1)
     max_length: int = Field(20, ge=1)
-    max_tokens: int = Field(64, ge=1)
+    max_tokens: int = Field(40, ge=1)  # 2-5 keywords fit; tiny models ramble on past them
     temperature: float = 0.7
     skills_from_field: str | None = None
 

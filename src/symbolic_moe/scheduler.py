@@ -140,8 +140,12 @@ class Scheduler:
         for key, job in items:
             by_question[job.request.question_id].append((key, job))
         for question_items in by_question.values():
+            # Each model a question needs is loaded once for it, even when recruited twice.
+            by_model: dict[str, list[tuple[str, Job]]] = defaultdict(list)
             for key, job in question_items:
-                self._run_group(job.model, [(key, job)], results, advance)
+                by_model[job.model].append((key, job))
+            for model, model_items in by_model.items():
+                self._run_group(model, model_items, results, advance)
 
     def _run_group(self, model: str, items: list[tuple[str, Job]], results: dict, advance) -> None:
         """Load `model` once, generate all `items` chunk by chunk (storing each), unload."""
