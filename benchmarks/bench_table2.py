@@ -240,6 +240,7 @@ def main() -> None:
         rows[mode] = spawn(mode, argv)
         rows[mode]["machine_before"] = state
         print(f"{mode}: {rows[mode]['wall_seconds']:.1f} s", file=sys.stderr)
+        write_result(a.name + "_partial", {"rows": rows})  # survives an interrupted run
     n = a.questions
     result: dict[str, Any] = {
         "command": "python benchmarks/bench_table2.py " + " ".join(argv),
