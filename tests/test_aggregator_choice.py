@@ -1,7 +1,10 @@
 from symbolic_moe.preprocess.aggregator_choice import build_benchmark, pick
 from symbolic_moe.types import Question
 
-QS = [Question(id=f"q{i}", question=f"Q{i}? The options are: (A) x (B) y.", answer="A", choices=["A", "B"]) for i in range(4)]
+QS = [
+    Question(id=f"q{i}", question=f"Q{i}? The options are: (A) x (B) y.", answer="A", choices=["A", "B"])
+    for i in range(4)
+]
 
 
 def _outputs(pattern: dict[str, str]) -> tuple[dict, dict]:

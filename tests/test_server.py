@@ -41,7 +41,10 @@ def client(tmp_path_factory):
 def test_chat_completion_is_answered_by_recruited_experts(client):
     c, run = client
     assert c.get("/v1/models").json()["data"][0]["id"] == "symbolic-moe"
-    question = "Which gas do plants absorb for photosynthesis? The options are: (A) oxygen (B) carbon dioxide (C) helium (D) neon."
+    question = (
+        "Which gas do plants absorb for photosynthesis? "
+        "The options are: (A) oxygen (B) carbon dioxide (C) helium (D) neon."
+    )
     body = {"model": "symbolic-moe", "messages": [{"role": "user", "content": question}], "seed": 1}
     with ThreadPoolExecutor(2) as pool:  # two requests together are answered as one batch
         replies = list(pool.map(lambda _: c.post("/v1/chat/completions", json=body), range(2)))

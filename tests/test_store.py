@@ -9,7 +9,9 @@ def test_round_trip_and_wal(tmp_path):
     req = ChatRequest.user("hi", "q1")
     settings = GenerationSettings(max_tokens=8)
     key = generation_key("llama_cpp", "m", req, settings)
-    store.put_many("llama_cpp", "m", settings, [(key, req, Completion(text="yo", prompt_tokens=3, completion_tokens=1))])
+    store.put_many(
+        "llama_cpp", "m", settings, [(key, req, Completion(text="yo", prompt_tokens=3, completion_tokens=1))]
+    )
     got = store.get_many([key, "missing"])
     assert list(got) == [key] and got[key].text == "yo" and got[key].cached
     assert got[key].prompt_tokens == 3
