@@ -6,7 +6,6 @@ Every command takes a run config (TOML), `--set dotted.key=value` overrides, `--
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 from pathlib import Path
@@ -16,38 +15,20 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .cli_errors import console, friendly
 from .config import load_config
-from .errors import SmoeError
 
 app = typer.Typer(
     help="Symbolic-MoE: per-question, skill-based routing over a pool of LLMs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
 
 ConfigArg = Annotated[Path, typer.Argument(help="run config (TOML), e.g. configs/embedded.toml")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="override a config value: dotted.key=value")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="run directory (default: config's `out`)")]
 DataOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory (default: $SMOE_DATA_DIR)")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="recruitment/generation seed")]
-
-
-def friendly(fn):
-    """Turn user-fixable errors into one line and exit status 1 (nothing stored is lost)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SmoeError as exc:
-            console.print(f"[red]error:[/red] {exc}", highlight=False)
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            console.print("interrupted: finished generations are stored; run again to resume")
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def open_run(config: Path, sets: list[str] | None, out: Path | None, data_dir: Path | None):

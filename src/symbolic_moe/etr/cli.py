@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..cli_errors import friendly
 from ..config import default_data_dir
 from ..errors import ConfigError
 from ..types import Question
@@ -68,24 +69,8 @@ def _train(out: Path, questions: list[Question], replay: list[str] | None, field
     typer.echo(f"{out}: {len(head)} expert tokens for {head.meta_model} (query sets: {sizes}){note}")
 
 
-def _friendly(fn):  # type: ignore[no-untyped-def]
-    import functools
-
-    from ..errors import SmoeError
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):  # type: ignore[no-untyped-def]
-        try:
-            return fn(*args, **kwargs)
-        except SmoeError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
 @app.command()
-@_friendly
+@friendly
 def train(out: Plugins, questions: QuestionsOpt = None, split: SplitOpt = "validation", replay: ReplayOpt = None,
           field: FieldOpt = None, meta: MetaOpt = "embedded:smollm2", data_dir: DataOpt = None, seed: SeedOpt = 0,
           epochs: EpochsOpt = 5, lr: LrOpt = 5e-4, per_category: PerGroupOpt = None) -> None:
@@ -95,7 +80,7 @@ def train(out: Plugins, questions: QuestionsOpt = None, split: SplitOpt = "valid
 
 
 @app.command()
-@_friendly
+@friendly
 def extend(out: Plugins, questions: QuestionsOpt = None, split: SplitOpt = "validation", replay: ReplayOpt = None,
            field: FieldOpt = None, meta: MetaOpt = "embedded:smollm2", data_dir: DataOpt = None, seed: SeedOpt = 0,
            epochs: EpochsOpt = 5, lr: LrOpt = 5e-4, per_category: PerGroupOpt = None) -> None:
@@ -105,7 +90,7 @@ def extend(out: Plugins, questions: QuestionsOpt = None, split: SplitOpt = "vali
 
 
 @app.command()
-@_friendly
+@friendly
 def route(plugins: Plugins, output: Annotated[Path, typer.Option("--out", help="choices JSONL to write")],
           questions: QuestionsOpt = None, split: SplitOpt = "test", meta: MetaOpt = "embedded:smollm2",
           data_dir: DataOpt = None, per_category: PerGroupOpt = None) -> None:
@@ -122,7 +107,7 @@ def route(plugins: Plugins, output: Annotated[Path, typer.Option("--out", help="
 
 
 @app.command()
-@_friendly
+@friendly
 def evaluate(
     which: Annotated[str, typer.Argument(help="mmlu-expert or replay")],
     work: Annotated[Path, typer.Option("--work", help="cache directory")] = Path("runs/etr"),
