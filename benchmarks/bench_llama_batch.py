@@ -8,7 +8,7 @@ with max_tokens=1. Also checks that both paths give the same texts (they must, u
     .venv/bin/python benchmarks/bench_llama_batch.py [--n 16] [--max-tokens 128] [--threads 2] \\
         [--prompts short|cot]
 
-Writes benchmarks/results/llama_batch.json and prints a table.
+Writes benchmarks/results/llama_batch.json (llama_batch_cot.json with --prompts cot) and prints a table.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,8 @@ def bench_model(model: str, requests: list[ChatRequest], max_tokens: int, thread
         }
         row[f"_{mode}_texts"] = full["texts"]
     row["speedup"] = row["batched"]["tokens_per_second"] / row["sequential"]["tokens_per_second"]
-    row["same_texts"] = row.pop("_batched_texts") == row.pop("_sequential_texts")
+    pairs = zip(row.pop("_batched_texts"), row.pop("_sequential_texts"), strict=True)
+    row["same_texts"] = sum(x == y for x, y in pairs)
     engine.unload()
     return row
 
@@ -108,6 +110,7 @@ def main() -> None:
     load_before = os.getloadavg()
     rows = [bench_model(m, requests, a.max_tokens, a.threads) for m in a.models]
     result = {
+        "command": "python benchmarks/bench_llama_batch.py " + " ".join(sys.argv[1:]),
         "machine": {
             "cpus": os.cpu_count(),
             "processor": platform.processor(),
@@ -117,7 +120,8 @@ def main() -> None:
         },
         "rows": rows,
     }
-    out = Path(__file__).parent / "results" / "llama_batch.json"
+    name = "llama_batch" if a.prompts == "short" else f"llama_batch_{a.prompts}"
+    out = Path(__file__).parent / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"prompts={a.prompts} threads={a.threads} loadavg before={load_before[0]:.1f} after={os.getloadavg()[0]:.1f}")
@@ -129,7 +133,7 @@ def main() -> None:
         s, b = r["sequential"], r["batched"]
         print(
             f"{r['model']:22s} {s['tokens_per_second']:9.1f} {b['tokens_per_second']:11.1f} {r['speedup']:7.2f} "
-            f"{s['prefill_tokens_per_second']:11.1f} {b['prefill_tokens_per_second']:13.1f} {r['same_texts']!s:>5s}"
+            f"{s['prefill_tokens_per_second']:11.1f} {b['prefill_tokens_per_second']:13.1f} {r['same_texts']:>3d}/{r['n']}"
         )
     print(f"wrote {out}")
 

