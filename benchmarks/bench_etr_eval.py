@@ -39,16 +39,23 @@ def main() -> None:
     a.work.mkdir(parents=True, exist_ok=True)
     if a.only in (None, "mmlu_expert"):
         start = time.perf_counter()
-        res = mmlu_expert(data, a.work, a.train, a.eval, a.loss, profile_per_domain=a.profile, threads=a.threads,
-                          config=config)
+        res = mmlu_expert(
+            data, a.work, a.train, a.eval, a.loss, profile_per_domain=a.profile, threads=a.threads, config=config
+        )
         res["seconds"] = time.perf_counter() - start
         (out / f"etr_mmlu_expert{tag}.json").write_text(json.dumps(res, indent=1))
         for name, m in res["methods"].items():
             print(f"{name:24s} routing={m['routing_accuracy']} answer={m['answer_accuracy']:.3f}")
     if a.only in (None, "replay"):
         start = time.perf_counter()
-        res = replay_router(data, a.work, test_per_category=a.test_per_category,
-                           validation_per_category=a.val_per_category, threads=a.threads, config=config)
+        res = replay_router(
+            data,
+            a.work,
+            test_per_category=a.test_per_category,
+            validation_per_category=a.val_per_category,
+            threads=a.threads,
+            config=config,
+        )
         res["seconds"] = time.perf_counter() - start
         (out / f"etr_replay_small16{tag}.json").write_text(json.dumps(res, indent=1))
         print(json.dumps(res["methods"], indent=1), res["setup"]["meta_validation_accuracy"])

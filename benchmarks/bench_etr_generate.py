@@ -41,22 +41,36 @@ def main() -> None:
     train = take_per_group(train_all, "domain", a.train)
     held = take_per_group(held_all, "domain", a.per_domain)
     lm = MetaLM(n_threads=a.threads)
-    head = train_plugins(train, labelled_query_sets(train, "domain"), a.work / "plugins_generate",
-                         config=TrainConfig(lr=a.lr, epochs=a.epochs), cache_dir=a.work / "hidden")
+    head = train_plugins(
+        train,
+        labelled_query_sets(train, "domain"),
+        a.work / "plugins_generate",
+        config=TrainConfig(lr=a.lr, epochs=a.epochs),
+        cache_dir=a.work / "hidden",
+    )
     backends = {d: PromptExpert(lm, user_suffix=expert_suffix(d)) for d in DOMAINS}
     settings = GenerationSettings(temperature=0.0, max_tokens=a.max_tokens)
     rows = []
     for q in held:
         start = time.perf_counter()
         out = etr_generate(lm, head, backends, query_messages(q), settings)
-        rows.append({
-            "id": q.id, "domain": q.field("domain"), "expert": out.expert, "switched_at": out.switched_at,
-            "correct": is_correct(out.completion.text, q), "seconds": time.perf_counter() - start,
-            "completion_tokens": out.completion.completion_tokens, "text": out.completion.text,
-        })
+        rows.append(
+            {
+                "id": q.id,
+                "domain": q.field("domain"),
+                "expert": out.expert,
+                "switched_at": out.switched_at,
+                "correct": is_correct(out.completion.text, q),
+                "seconds": time.perf_counter() - start,
+                "completion_tokens": out.completion.completion_tokens,
+                "text": out.completion.text,
+            }
+        )
         print(q.id, out.expert, out.switched_at, rows[-1]["correct"], flush=True)
     result = {
-        "questions": len(rows), "max_tokens": a.max_tokens, "decoding": "greedy",
+        "questions": len(rows),
+        "max_tokens": a.max_tokens,
+        "decoding": "greedy",
         "switched": sum(r["expert"] is not None for r in rows),
         "switch_positions": dict(Counter(str(r["switched_at"]) for r in rows)),
         "routing_accuracy": sum(r["expert"] == r["domain"] for r in rows) / len(rows),

@@ -40,8 +40,12 @@ def main() -> None:
     argmax_agree, max_diff, positions = 0, 0.0, 0
     for tokens in token_lists[:20]:
         states = lm.hidden(tokens, all_positions=True)
-        own = np.stack([np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(lm.llm._ctx.ctx, i), shape=(len(lm.head),))
-                        for i in range(len(tokens))])
+        own = np.stack(
+            [
+                np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(lm.llm._ctx.ctx, i), shape=(len(lm.head),))
+                for i in range(len(tokens))
+            ]
+        )
         mine = lm.word_logits(states)
         argmax_agree += int((own.argmax(1) == mine.argmax(1)).sum())
         max_diff = max(max_diff, float(np.abs(own - mine).max()))
@@ -50,8 +54,12 @@ def main() -> None:
         "threads": a.threads,
         "prompts": len(token_lists),
         "mean_prompt_tokens": float(np.mean([len(t) for t in token_lists])),
-        "llama_cpp": {"seconds_per_prompt": llama_seconds, "argmax_agreement": argmax_agree / positions,
-                      "max_abs_logit_difference": max_diff, "positions_compared": positions},
+        "llama_cpp": {
+            "seconds_per_prompt": llama_seconds,
+            "argmax_agreement": argmax_agree / positions,
+            "max_abs_logit_difference": max_diff,
+            "positions_compared": positions,
+        },
     }
     if a.transformers_n:
         import torch
@@ -74,8 +82,11 @@ def main() -> None:
                 picks.append(int(out.logits[0, -1].argmax()))  # hidden_states[-1] is the final-norm state
         seconds = (time.perf_counter() - start) / a.transformers_n
         agree = sum(int(lm.word_logits(lm.hidden(t)).argmax()) == k for t, k in zip(token_lists, picks, strict=False))
-        result["transformers"] = {"load_seconds": load, "seconds_per_prompt": seconds,
-                                  "last_position_argmax_agreement_with_llama_cpp": agree / len(picks)}
+        result["transformers"] = {
+            "load_seconds": load,
+            "seconds_per_prompt": seconds,
+            "last_position_argmax_agreement_with_llama_cpp": agree / len(picks),
+        }
     out = Path(__file__).parent / "results" / "etr_whitebox.json"
     out.write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

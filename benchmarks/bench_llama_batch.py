@@ -70,16 +70,18 @@ def timed(engine: LlamaCppEngine, batches: list[list[ChatRequest]], settings: Ge
     }
 
 
-def bench_model(model: str, requests: list[ChatRequest], max_tokens: int, threads: int) -> dict[str, Any]:
+def bench_model(
+    model: str, requests: list[ChatRequest], max_tokens: int, threads: int, options: dict[str, Any]
+) -> dict[str, Any]:
     n = len(requests)
-    engine = LlamaCppEngine(model=model, options={"data_dir": None, "n_threads": threads, "n_seq_max": n})
+    engine = LlamaCppEngine(model=model, options={"data_dir": None, "n_threads": threads, "n_seq_max": n, **options})
     start = time.perf_counter()
     engine.load()
     load = time.perf_counter() - start
     one_each = [[r] for r in requests]
     # Warm both paths once (first decodes pay page faults) and size the context for the batch.
     engine.generate(requests[:2], GenerationSettings(temperature=0.0, max_tokens=4))
-    row: dict[str, Any] = {"model": model, "load_seconds": load, "n": n, "max_tokens": max_tokens}
+    row: dict[str, Any] = {"model": model, "options": options, "load_seconds": load, "n": n, "max_tokens": max_tokens}
     for mode, batches in (("batched", [requests]), ("sequential", one_each)):
         prefill = timed(engine, batches, GenerationSettings(temperature=0.0, max_tokens=1))
         full = timed(engine, batches, GenerationSettings(temperature=0.0, max_tokens=max_tokens))
@@ -105,10 +107,19 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--models", nargs="*", default=MODELS)
     p.add_argument("--prompts", choices=["short", "cot"], default="short")
+    p.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="engine option for every model (JSON value), e.g. kv_unified=true or requantize='\"q4_0\"'",
+    )
+    p.add_argument("--name", help="result name (default llama_batch, llama_batch_cot with --prompts cot)")
     a = p.parse_args()
+    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in a.option)}
     requests = make_requests(a.prompts, a.n)
     load_before = os.getloadavg()
-    rows = [bench_model(m, requests, a.max_tokens, a.threads) for m in a.models]
+    rows = [bench_model(m, requests, a.max_tokens, a.threads, options) for m in a.models]
     result = {
         "command": "python benchmarks/bench_llama_batch.py " + " ".join(sys.argv[1:]),
         "machine": {
@@ -120,7 +131,7 @@ def main() -> None:
         },
         "rows": rows,
     }
-    name = "llama_batch" if a.prompts == "short" else f"llama_batch_{a.prompts}"
+    name = a.name or ("llama_batch" if a.prompts == "short" else f"llama_batch_{a.prompts}")
     out = Path(__file__).parent / "results" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
@@ -133,7 +144,8 @@ def main() -> None:
         s, b = r["sequential"], r["batched"]
         print(
             f"{r['model']:22s} {s['tokens_per_second']:9.1f} {b['tokens_per_second']:11.1f} {r['speedup']:7.2f} "
-            f"{s['prefill_tokens_per_second']:11.1f} {b['prefill_tokens_per_second']:13.1f} {r['same_texts']:>3d}/{r['n']}"
+            f"{s['prefill_tokens_per_second']:11.1f} {b['prefill_tokens_per_second']:13.1f} "
+            f"{r['same_texts']:>3d}/{r['n']}"
         )
     print(f"wrote {out}")
 

@@ -40,10 +40,17 @@ def measure(share: bool, requests: list, a: argparse.Namespace) -> dict[str, Any
     assert engine.llm is not None
     copied = engine.llm.shared_prompt_tokens
     engine.unload()
-    return {"share_prompts": share, "seconds": seconds, "prompt_tokens": sum(c.prompt_tokens for c in out),
-            "prompt_tokens_copied": copied, "completion_tokens": sum(c.completion_tokens for c in out),
-            "machine_before": state, "under_load": under_load(state), "cpu_during": cpu,
-            "texts": [c.text for c in out]}
+    return {
+        "share_prompts": share,
+        "seconds": seconds,
+        "prompt_tokens": sum(c.prompt_tokens for c in out),
+        "prompt_tokens_copied": copied,
+        "completion_tokens": sum(c.completion_tokens for c in out),
+        "machine_before": state,
+        "under_load": under_load(state),
+        "cpu_during": cpu,
+        "texts": [c.text for c in out],
+    }
 
 
 def main() -> None:
@@ -60,13 +67,32 @@ def main() -> None:
     requests = [keyword_request(q, s) for q in questions for s in range(a.samples)]
     rows = [measure(False, requests, a), measure(True, requests, a)]
     same = sum(x == y for x, y in zip(rows[0].pop("texts"), rows[1].pop("texts"), strict=True))
-    result = {"command": "python benchmarks/bench_prefix_share.py " + " ".join(sys.argv[1:]),
-              "machine": machine(a.threads), "model": a.model, "requests": len(requests), "rows": rows,
-              "same_texts": same, "speedup": rows[0]["seconds"] / rows[1]["seconds"]}
+    result = {
+        "command": "python benchmarks/bench_prefix_share.py " + " ".join(sys.argv[1:]),
+        "machine": machine(a.threads),
+        "model": a.model,
+        "requests": len(requests),
+        "rows": rows,
+        "same_texts": same,
+        "speedup": rows[0]["seconds"] / rows[1]["seconds"],
+    }
     path = write_result(f"prefix_share_{a.model}" if a.model != "smollm2" else "prefix_share", result)
-    print(table(["share", "seconds", "prompt tok", "copied", "completion tok", "others"],
-                [[r["share_prompts"], r["seconds"], r["prompt_tokens"], r["prompt_tokens_copied"],
-                  r["completion_tokens"], r["cpu_during"]["others_normal_cores"]] for r in rows]))
+    print(
+        table(
+            ["share", "seconds", "prompt tok", "copied", "completion tok", "others"],
+            [
+                [
+                    r["share_prompts"],
+                    r["seconds"],
+                    r["prompt_tokens"],
+                    r["prompt_tokens_copied"],
+                    r["completion_tokens"],
+                    r["cpu_during"]["others_normal_cores"],
+                ]
+                for r in rows
+            ],
+        )
+    )
     print(f"speedup {result['speedup']:.2f}x, same texts {same}/{len(requests)}; wrote {path}")
 
 

@@ -70,8 +70,10 @@ def bench_recruitment(n_questions: int, n_models: int, repeats: int = 3) -> dict
     rng = np.random.default_rng(0)
     vocabulary = [f"skill {i}" for i in range(1000)]
     profiles = synthetic_profiles(n_models, vocabulary, rng)
-    keywords = [[vocabulary[j] for j in rng.choice(1000, size=int(rng.integers(2, 6)), replace=False)]
-                for _ in range(n_questions)]
+    keywords = [
+        [vocabulary[j] for j in rng.choice(1000, size=int(rng.integers(2, 6)), replace=False)]
+        for _ in range(n_questions)
+    ]
     ids = [f"q{i}" for i in range(n_questions)]
     times = []
     for _ in range(repeats):
@@ -79,8 +81,14 @@ def bench_recruitment(n_questions: int, n_models: int, repeats: int = 3) -> dict
         plan = recruit(ids, keywords, profiles, list(profiles), k=3, weighting="softmax", seed=0)
         times.append(time.perf_counter() - start)
     assert len(plan.experts) == n_questions and all(len(e) == 3 for e in plan.experts)
-    return {"questions": n_questions, "models": n_models, "seconds_best": min(times), "seconds_all": times,
-            "target_seconds": 1.0, "met": min(times) < 1.0}
+    return {
+        "questions": n_questions,
+        "models": n_models,
+        "seconds_best": min(times),
+        "seconds_all": times,
+        "target_seconds": 1.0,
+        "met": min(times) < 1.0,
+    }
 
 
 def bench_mapping(n_keywords: int) -> dict[str, Any]:
@@ -109,8 +117,13 @@ def bench_mapping(n_keywords: int) -> dict[str, Any]:
         again = map_keywords(per_question, vocabulary, embedder)
         cached = time.perf_counter() - start
     assert mapped == again and all(v and v[0] in set(vocabulary) for v in mapped.values())
-    return {"keywords": len(queries), "vocabulary": len(vocabulary), "vocabulary_embedding_seconds": vocab_seconds,
-            "seconds_queries_embedded": fresh, "seconds_all_cached": cached}
+    return {
+        "keywords": len(queries),
+        "vocabulary": len(vocabulary),
+        "vocabulary_embedding_seconds": vocab_seconds,
+        "seconds_queries_embedded": fresh,
+        "seconds_all_cached": cached,
+    }
 
 
 def main() -> None:
@@ -125,16 +138,35 @@ def main() -> None:
     rec = bench_recruitment(a.questions, a.models)
     mapping = bench_mapping(a.keywords)
     info = machine()
-    result = {"command": "python benchmarks/bench_recruit.py " + " ".join(sys.argv[1:]), "machine": info,
-              "machine_before": load, "under_load": under_load(load), "recruitment": rec, "keyword_mapping": mapping}
+    result = {
+        "command": "python benchmarks/bench_recruit.py " + " ".join(sys.argv[1:]),
+        "machine": info,
+        "machine_before": load,
+        "under_load": under_load(load),
+        "recruitment": rec,
+        "keyword_mapping": mapping,
+    }
     path = write_result("recruit", result)
-    print(table(["what", "size", "seconds", "target"], [
-        ["recruit (best of 3)", f"{a.questions} q x {a.models} models", rec["seconds_best"], "< 1 s"],
-        ["map keywords, queries embedded", f"{mapping['keywords']} -> {mapping['vocabulary']}",
-         mapping["seconds_queries_embedded"], "-"],
-        ["map keywords, all cached", f"{mapping['keywords']} -> {mapping['vocabulary']}",
-         mapping["seconds_all_cached"], "-"],
-    ]))
+    print(
+        table(
+            ["what", "size", "seconds", "target"],
+            [
+                ["recruit (best of 3)", f"{a.questions} q x {a.models} models", rec["seconds_best"], "< 1 s"],
+                [
+                    "map keywords, queries embedded",
+                    f"{mapping['keywords']} -> {mapping['vocabulary']}",
+                    mapping["seconds_queries_embedded"],
+                    "-",
+                ],
+                [
+                    "map keywords, all cached",
+                    f"{mapping['keywords']} -> {mapping['vocabulary']}",
+                    mapping["seconds_all_cached"],
+                    "-",
+                ],
+            ],
+        )
+    )
     print(f"load before: {load}; wrote {path}")
 
 

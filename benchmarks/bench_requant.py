@@ -14,14 +14,12 @@ answers stay (nearly) the same. Writes benchmarks/results/requant_<model>.json.
 from __future__ import annotations
 
 import argparse
-import ctypes
+import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import llama_cpp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import machine, table, under_load, wait_for_quiet, write_result  # noqa: E402
@@ -29,29 +27,24 @@ from bench_common import machine, table, under_load, wait_for_quiet, write_resul
 from symbolic_moe.data import load_split  # noqa: E402
 from symbolic_moe.engines.embedded import embedded_gguf  # noqa: E402
 from symbolic_moe.engines.llama_cpp import LlamaCppEngine  # noqa: E402
+from symbolic_moe.engines.requantize import requantized_gguf  # noqa: E402
 from symbolic_moe.grading import extract_answer, is_correct  # noqa: E402
 from symbolic_moe.prompts import cot_request  # noqa: E402
 from symbolic_moe.types import GenerationSettings  # noqa: E402
 
-FTYPES = {"q4_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0, "q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
-          "q5_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q5_0, "q4_k_m": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M}
+TYPES = ["q4_0", "q4_0_pure", "q8_0", "q5_0", "q4_k_m"]  # _pure: every tensor, embeddings too
 
 
 def requantize(source: Path, kind: str, out_dir: Path) -> tuple[Path, float]:
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = FTYPES[kind]
-    params.allow_requantize = True
-    out = out_dir / f"{source.stem}.{kind}.gguf"
     start = time.perf_counter()
-    rc = llama_cpp.llama_model_quantize(str(source).encode(), str(out).encode(), ctypes.byref(params))
-    if rc != 0:
-        raise SystemExit(f"re-quantising {source} to {kind} failed ({rc})")
+    out = requantized_gguf(source, kind, out_dir)
     return out, time.perf_counter() - start
 
 
 def measure(path: str, questions: list, a: argparse.Namespace) -> dict[str, Any]:
     requests = [cot_request(q) for q in questions]
-    engine = LlamaCppEngine(model=path, options={"n_threads": a.threads, "n_seq_max": len(requests)})
+    options = {"n_threads": a.threads, "n_seq_max": len(requests), **a.options}
+    engine = LlamaCppEngine(model=path, options=options)
     engine.load()
     engine.generate(requests[:2], GenerationSettings(temperature=0.0, max_tokens=2))  # warm up, size context
     start = time.perf_counter()
@@ -78,13 +71,15 @@ def measure(path: str, questions: list, a: argparse.Namespace) -> dict[str, Any]
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2", choices=["smollm2", "gemma3-270m"])
-    p.add_argument("--types", nargs="*", default=["q4_0", "q8_0"], choices=sorted(FTYPES))
+    p.add_argument("--types", nargs="*", default=["q4_0", "q8_0"], choices=TYPES)
     p.add_argument("--n", type=int, default=16)
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-load", type=float, default=1.5)
     p.add_argument("--wait", type=float, default=1800)
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="engine option (JSON value)")
     a = p.parse_args()
+    a.options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in a.option)}
     questions = load_split("demo", "test", None, limit=a.n)
     source = embedded_gguf(a.model)
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,14 +99,37 @@ def main() -> None:
         row["end_to_end_speedup"] = base["end_to_end_seconds"] / row["end_to_end_seconds"]
     for row in rows.values():
         del row["texts"]
-    result = {"command": "python benchmarks/bench_requant.py " + " ".join(sys.argv[1:]), "machine": machine(a.threads),
-              "machine_before": load, "under_load": under_load(load), "loadavg_after": machine()["loadavg"],
-              "model": a.model, "n": a.n, "max_tokens": a.max_tokens, "rows": rows}
+    result = {
+        "command": "python benchmarks/bench_requant.py " + " ".join(sys.argv[1:]),
+        "machine": machine(a.threads),
+        "machine_before": load,
+        "under_load": under_load(load),
+        "loadavg_after": machine()["loadavg"],
+        "model": a.model,
+        "n": a.n,
+        "max_tokens": a.max_tokens,
+        "rows": rows,
+    }
     path = write_result(f"requant_{a.model}", result)
-    print(table(["format", "MB", "prefill tok/s", "x", "e2e tok/s", "e2e x", "same texts", "same answers", "correct"],
-                [[k, r["size_mb"], r["prefill_tokens_per_second"], r["prefill_speedup"],
-                  r["completion_tokens_per_second"], r["end_to_end_speedup"], f"{r['same_texts']}/{a.n}",
-                  f"{r['same_answers']}/{a.n}", r["correct"]] for k, r in rows.items()]))
+    print(
+        table(
+            ["format", "MB", "prefill tok/s", "x", "e2e tok/s", "e2e x", "same texts", "same answers", "correct"],
+            [
+                [
+                    k,
+                    r["size_mb"],
+                    r["prefill_tokens_per_second"],
+                    r["prefill_speedup"],
+                    r["completion_tokens_per_second"],
+                    r["end_to_end_speedup"],
+                    f"{r['same_texts']}/{a.n}",
+                    f"{r['same_answers']}/{a.n}",
+                    r["correct"],
+                ]
+                for k, r in rows.items()
+            ],
+        )
+    )
     print(f"load before: {load}; wrote {path}")
 
 

@@ -118,8 +118,12 @@ def child(mode: str, a: argparse.Namespace) -> dict[str, Any]:
         run.aggregator()
         ranked = run.ranked_models()
         plan = run.recruitment(run.config.seed)
-        return {"seconds": time.perf_counter() - start, "plan": plan_hash(plan), "ranked": ranked,
-                "scheduler": run.scheduler.report()}
+        return {
+            "seconds": time.perf_counter() - start,
+            "plan": plan_hash(plan),
+            "ranked": ranked,
+            "scheduler": run.scheduler.report(),
+        }
     if mode == "sequential":
         run.scheduler.mode = "sequential"
     name = "moa" if mode == "moa" else "symbolic_moe"
@@ -186,9 +190,20 @@ def summarise(rows: dict[str, dict[str, Any]], n: int) -> list[list[Any]]:
         if mode == "prep":
             continue
         wall = r["wall_minus_drops"]
-        lines.append([mode, wall / n, r["loads"], r["load_seconds"] / n, r["generate_seconds"] / n,
-                      r["calls"], r["prompt_tokens"] + r["completion_tokens"], r["peak_rss_mib"],
-                      f"{r['loadavg_before'][0]:.2f}", r["cpu_during"]["others_normal_cores"]])
+        lines.append(
+            [
+                mode,
+                wall / n,
+                r["loads"],
+                r["load_seconds"] / n,
+                r["generate_seconds"] / n,
+                r["calls"],
+                r["prompt_tokens"] + r["completion_tokens"],
+                r["peak_rss_mib"],
+                f"{r['loadavg_before'][0]:.2f}",
+                r["cpu_during"]["others_normal_cores"],
+            ]
+        )
     return lines
 
 
@@ -245,8 +260,14 @@ def main() -> None:
     result: dict[str, Any] = {
         "command": "python benchmarks/bench_table2.py " + " ".join(argv),
         "machine": machine(a.threads),
-        "setup": {"questions": n, "max_tokens": a.max_tokens, "k": 3, "cold_loads": a.cold,
-                  "config": a.config, "threads": a.threads},
+        "setup": {
+            "questions": n,
+            "max_tokens": a.max_tokens,
+            "k": 3,
+            "cold_loads": a.cold,
+            "config": a.config,
+            "threads": a.threads,
+        },
         "rows": rows,
     }
     summary: dict[str, Any] = {}
@@ -272,8 +293,14 @@ def main() -> None:
     path = write_result(a.name, result)
     headers = ["mode", "s/question", "loads", "load s/q", "gen s/q", "calls", "tokens", "peak MiB", "load1", "others"]
     print(table(headers, summarise(rows, n)))
-    for key in ("sequential_over_batched", "moa_over_batched", "overhead_share", "rerun_speedup", "under_load",
-                "others_normal_cores_max"):
+    for key in (
+        "sequential_over_batched",
+        "moa_over_batched",
+        "overhead_share",
+        "rerun_speedup",
+        "under_load",
+        "others_normal_cores_max",
+    ):
         if key in summary:
             print(f"{key}: {summary[key]}")
     for load, proj in summary.get("projection_gpu_load_times", {}).items():

@@ -34,26 +34,41 @@ from symbolic_moe.store import GenerationStore  # noqa: E402
 
 def measure(workers: int, threads: int, a: argparse.Namespace) -> dict[str, Any]:
     config = load_config(ROOT / a.config)
-    specs = {name: spec.model_copy(update={"options": {**spec.options, "n_threads": threads}})
-             for name, spec in config.pool.items()}
+    specs = {
+        name: spec.model_copy(update={"options": {**spec.options, "n_threads": threads}})
+        for name, spec in config.pool.items()
+    }
     questions = load_split(config.benchmark.path, config.benchmark.test, None, limit=a.questions)
-    jobs = [Job(name, cot_request(q), spec.settings.model_copy(update={"temperature": 0.0, "max_tokens": a.max_tokens}))
-            for name, spec in specs.items() for q in questions]
+    jobs = [
+        Job(name, cot_request(q), spec.settings.model_copy(update={"temperature": 0.0, "max_tokens": a.max_tokens}))
+        for name, spec in specs.items()
+        for q in questions
+    ]
     load = wait_for_quiet(a.max_load, a.wait)
     with tempfile.TemporaryDirectory() as tmp:
-        scheduler = Scheduler(ModelPool(specs), GenerationStore(Path(tmp) / "store.sqlite"), workers=workers,
-                              progress=False)
+        scheduler = Scheduler(
+            ModelPool(specs), GenerationStore(Path(tmp) / "store.sqlite"), workers=workers, progress=False
+        )
         meter = CpuMeter()
         start = time.perf_counter()
         completions = scheduler.run(jobs, label="workers")
         wall = time.perf_counter() - start
         cpu = meter.stop()
         totals = scheduler.report()["totals"]
-    return {"workers": workers, "n_threads": threads, "wall_seconds": wall, "groups": len(specs), "jobs": len(jobs),
-            "completion_tokens": sum(c.completion_tokens for c in completions),
-            "engine_seconds_summed": totals["load_seconds"] + totals["generate_seconds"] + totals["unload_seconds"],
-            "loads": totals["loads"], "machine_before": load, "under_load": under_load(load),
-            "cpu_during": cpu, "texts": [c.text for c in completions]}
+    return {
+        "workers": workers,
+        "n_threads": threads,
+        "wall_seconds": wall,
+        "groups": len(specs),
+        "jobs": len(jobs),
+        "completion_tokens": sum(c.completion_tokens for c in completions),
+        "engine_seconds_summed": totals["load_seconds"] + totals["generate_seconds"] + totals["unload_seconds"],
+        "loads": totals["loads"],
+        "machine_before": load,
+        "under_load": under_load(load),
+        "cpu_during": cpu,
+        "texts": [c.text for c in completions],
+    }
 
 
 def main() -> None:
@@ -73,14 +88,31 @@ def main() -> None:
         r["same_texts_as_1_worker"] = sum(x == y for x, y in zip(r["texts"], base["texts"], strict=True))
     for r in rows:
         del r["texts"]
-    result = {"command": "python benchmarks/bench_workers.py " + " ".join(sys.argv[1:]), "machine": machine(),
-              "setup": {"questions": a.questions, "max_tokens": a.max_tokens, "cores": a.cores}, "rows": rows}
+    result = {
+        "command": "python benchmarks/bench_workers.py " + " ".join(sys.argv[1:]),
+        "machine": machine(),
+        "setup": {"questions": a.questions, "max_tokens": a.max_tokens, "cores": a.cores},
+        "rows": rows,
+    }
     path = write_result("workers", result)
-    print(table(["workers", "n_threads", "wall s", "speedup", "jobs", "tokens", "same texts", "others"],
-                [[r["workers"], r["n_threads"], r["wall_seconds"], r["speedup_vs_1_worker"], r["jobs"],
-                  r["completion_tokens"], f"{r['same_texts_as_1_worker']}/{r['jobs']}",
-                  r["cpu_during"]["others_normal_cores"]]
-                 for r in rows]))
+    print(
+        table(
+            ["workers", "n_threads", "wall s", "speedup", "jobs", "tokens", "same texts", "others"],
+            [
+                [
+                    r["workers"],
+                    r["n_threads"],
+                    r["wall_seconds"],
+                    r["speedup_vs_1_worker"],
+                    r["jobs"],
+                    r["completion_tokens"],
+                    f"{r['same_texts_as_1_worker']}/{r['jobs']}",
+                    r["cpu_during"]["others_normal_cores"],
+                ]
+                for r in rows
+            ],
+        )
+    )
     print(f"wrote {path}")
 
 

@@ -44,15 +44,33 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}/v1"
     log_path = tmp_path_factory.mktemp("llama_server") / "server.log"
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", LLAMA_SERVER_MODEL,
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"]
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--model_alias",
+        LLAMA_SERVER_MODEL,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "2048",
+        "--n_threads",
+        "2",
+    ]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_ready(process, base_url, log_path)
         # One tiny request first: the first decode pays for page faults and warm-up (seconds).
-        httpx.post(f"{base_url}/chat/completions", timeout=120, json={
-            "model": LLAMA_SERVER_MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1})
+        httpx.post(
+            f"{base_url}/chat/completions",
+            timeout=120,
+            json={"model": LLAMA_SERVER_MODEL, "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1},
+        )
         yield base_url
     finally:
         process.terminate()

@@ -153,8 +153,9 @@ def test_order_kept_when_answers_finish_out_of_order(fault_server: Callable[...,
     server = fault_server(lambda call, body: (*echo(call, body)[:2], 0.05 * (5 - int(body["messages"][0]["content"]))))
     engine = engine_for(server.url, concurrency=6)
     requests = [ChatRequest.user(str(i), sample=i) for i in range(6)]
-    completions = engine.generate(requests, GenerationSettings(temperature=0.3, top_p=0.9, max_tokens=5, seed=100,
-                                                               stop=("\n\n",)))
+    completions = engine.generate(
+        requests, GenerationSettings(temperature=0.3, top_p=0.9, max_tokens=5, seed=100, stop=("\n\n",))
+    )
     assert [c.text for c in completions] == [f"echo: {i}" for i in range(6)]
     assert [(c.prompt_tokens, c.completion_tokens) for c in completions] == [(7, 3)] * 6
     by_content = {b["messages"][0]["content"]: b for b in server.bodies}
@@ -215,8 +216,11 @@ def test_400_is_not_retried(fault_server: Callable[..., FaultServer]) -> None:
 
 
 def test_one_failure_fails_the_batch(fault_server: Callable[..., FaultServer]) -> None:
-    server = fault_server(lambda call, body: (404, {"error": "no such model"}, 0.0) if body["messages"][0]["content"]
-                          == "bad" else echo(call, body))
+    server = fault_server(
+        lambda call, body: (
+            (404, {"error": "no such model"}, 0.0) if body["messages"][0]["content"] == "bad" else echo(call, body)
+        )
+    )
     requests = [ChatRequest.user(t) for t in ("a", "bad", "c")]
     with pytest.raises(EngineError, match="HTTP 404"):
         engine_for(server.url, concurrency=1).generate(requests, SETTINGS)

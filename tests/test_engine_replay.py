@@ -89,7 +89,7 @@ def test_plain_jsonl_and_malformed_lines(tmp_path: Path) -> None:
         '{"id": "a", "output": "x"}\n{"id": "b", "output": "y"\n': r"bad\.jsonl:2: not valid JSON",
         '{"id": 3, "output": "x"}\n': r"bad\.jsonl:1: field 'id'",
         '{"id": "a"}\n': r"bad\.jsonl:1: field 'output'",
-        '[1, 2]\n': r"bad\.jsonl:1: expected a JSON object",
+        "[1, 2]\n": r"bad\.jsonl:1: expected a JSON object",
         '{"id": "a", "output": "x"}\n{"id": "a", "output": "y"}\n': r"bad\.jsonl:2: duplicate id 'a'",
     }
     for content, message in cases.items():

@@ -25,8 +25,12 @@ ROWS = [
 def _write(path, rows) -> None:
     with path.open("w") as f:
         for qid, domain, text, answer in rows:
-            f.write(json.dumps({"id": qid, "domain": domain, "question": text, "answer": answer,
-                                "choices": ["A", "B", "C", "D"]}) + "\n")
+            f.write(
+                json.dumps(
+                    {"id": qid, "domain": domain, "question": text, "answer": answer, "choices": ["A", "B", "C", "D"]}
+                )
+                + "\n"
+            )
 
 
 @pytest.mark.slow  # ~8 s idle, 20+ s on a busy machine: three commands, three model loads

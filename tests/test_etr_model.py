@@ -31,8 +31,12 @@ def test_hidden_states_head_and_agreement_with_llama_logits(lm: MetaLM) -> None:
     tokens = lm.prompt_tokens(CHAT)
     states = lm.hidden(tokens, all_positions=True)
     assert states.shape == (len(tokens), 576) and lm.head.shape == (49152, 576)
-    own = np.stack([np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(lm.llm._ctx.ctx, i), shape=(49152,))
-                    for i in range(len(tokens))])
+    own = np.stack(
+        [
+            np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(lm.llm._ctx.ctx, i), shape=(49152,))
+            for i in range(len(tokens))
+        ]
+    )
     assert (lm.word_logits(states).argmax(1) == own.argmax(1)).all()
     # the last-position call (with KV prefix reuse) gives the same state as the full pass
     np.testing.assert_allclose(lm.hidden(tokens), states[-1], atol=1e-3)
@@ -72,8 +76,9 @@ def test_switch_mid_decoding_continues_meta_prefix(lm: MetaLM) -> None:
     word_top = [lm.word_logits(s).max() for s in states]
     assert min(word_top[:k]) > 1.0 and float(states[k] @ row) > word_top[k]  # the premise holds
     expert = PromptExpert(lm, "You are a pirate. Always talk like a pirate.")
-    result = etr_generate(lm, ExpertHead.from_rows(lm.model_id, ["pirate"], row[None]), {"pirate": expert}, CHAT,
-                          GREEDY)
+    result = etr_generate(
+        lm, ExpertHead.from_rows(lm.model_id, ["pirate"], row[None]), {"pirate": expert}, CHAT, GREEDY
+    )
     prefix = lm.detokenize(meta_tokens[:k])
     assert result.switched_at == k and result.meta_text == prefix
     expected = expert.continue_chat(CHAT, prefix, GREEDY.model_copy(update={"max_tokens": GREEDY.max_tokens - k}))

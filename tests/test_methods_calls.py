@@ -28,14 +28,18 @@ _seeds = itertools.count(100)
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Run:
     # One thread per model: on a shared 2-core machine two spinning threads are several times slower.
-    sets = [f"pool.{m}.settings.max_tokens=8" for m in POOL] + [f"pool.{m}.options.n_threads=1" for m in POOL] + [
-        *[f"pool.{m}.options.n_ctx=2048" for m in POOL],
-        f"benchmark.limit={N_TEST}",
-        "benchmark.validation_limit=4",
-        "aggregator.model=smollm2",  # fixed task aggregator: no aggregator benchmark needed here
-        "keywords.max_tokens=16",
-        "scheduler.progress=false",
-    ]
+    sets = (
+        [f"pool.{m}.settings.max_tokens=8" for m in POOL]
+        + [f"pool.{m}.options.n_threads=1" for m in POOL]
+        + [
+            *[f"pool.{m}.options.n_ctx=2048" for m in POOL],
+            f"benchmark.limit={N_TEST}",
+            "benchmark.validation_limit=4",
+            "aggregator.model=smollm2",  # fixed task aggregator: no aggregator benchmark needed here
+            "keywords.max_tokens=16",
+            "scheduler.progress=false",
+        ]
+    )
     r = Run(load_config(ROOT / "configs/embedded.toml", sets, tmp_path_factory.mktemp("embedded")))
     assert len(r.test) == N_TEST
     return r
@@ -60,14 +64,14 @@ def _measure(run: Run, name: str):
 FIXED = {
     "task_best": (1, 1),
     "single:gemma3": (1, 1),
-    "self_consistency": (5, 1),   # task-best x5 in one round
-    "self_refine": (3, 3),        # answer, feedback, refinement: three rounds of one model
-    "debate": (6, 2),             # task-best x3, 2 rounds
-    "self_moa": (6, 2),           # task-best x3 proposals, task-best x3 syntheses
-    "moa": (6, 4),                # top-3 proposals (3 models), aggregator x3 (1 model)
-    "reconcile": (9, 9),          # top-3, 3 rounds
-    "top_k_llm": (4, 4),          # top-3 experts, then the aggregator in its own round
-    "random_k_llm": (4, None),    # random-3 experts, then the aggregator
+    "self_consistency": (5, 1),  # task-best x5 in one round
+    "self_refine": (3, 3),  # answer, feedback, refinement: three rounds of one model
+    "debate": (6, 2),  # task-best x3, 2 rounds
+    "self_moa": (6, 2),  # task-best x3 proposals, task-best x3 syntheses
+    "moa": (6, 4),  # top-3 proposals (3 models), aggregator x3 (1 model)
+    "reconcile": (9, 9),  # top-3, 3 rounds
+    "top_k_llm": (4, 4),  # top-3 experts, then the aggregator in its own round
+    "random_k_llm": (4, None),  # random-3 experts, then the aggregator
 }
 
 

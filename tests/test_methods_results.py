@@ -37,8 +37,15 @@ def replay_run(tmp_path_factory) -> Run:
 
 @pytest.mark.parametrize(
     "name, calls",
-    [("task_best", 1), ("single:Yi-34B", 1), ("top_k_vote", 3), ("random_k_vote", 3), ("oracle", 16),
-     ("symbolic_moe_vote", 3), ("symbolic_moe_weighted", 3)],
+    [
+        ("task_best", 1),
+        ("single:Yi-34B", 1),
+        ("top_k_vote", 3),
+        ("random_k_vote", 3),
+        ("oracle", 16),
+        ("symbolic_moe_vote", 3),
+        ("symbolic_moe_weighted", 3),
+    ],
 )
 def test_vote_methods_on_replay(replay_run: Run, name: str, calls: int) -> None:
     engines = [replay_run.pool.engine(m) for m in replay_run.experts]
@@ -78,8 +85,16 @@ def test_unknown_names_fail_clearly(replay_run: Run) -> None:
 
 def test_compare_cli_writes_the_table(tmp_path: Path) -> None:
     sets = SETS + [f"store={tmp_path / 'store.sqlite'}"]
-    args = ["compare", str(CONFIG), "--methods", "task_best,top_k_vote,symbolic_moe_vote", "--seeds", "0,1",
-            "--out", str(tmp_path / "cmp")]
+    args = [
+        "compare",
+        str(CONFIG),
+        "--methods",
+        "task_best,top_k_vote,symbolic_moe_vote",
+        "--seeds",
+        "0,1",
+        "--out",
+        str(tmp_path / "cmp"),
+    ]
     for s in sets:
         args += ["--set", s]
     result = CliRunner().invoke(app, args)

@@ -54,8 +54,10 @@ def annotate(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_di
     for split in ("validation", "test"):
         kws = run.keywords(split)
         empty = sum(1 for k in kws.values() if not k)
-        console.print(f"{split}: {len(kws)} questions, {len({k for v in kws.values() for k in v})} "
-                      f"distinct keywords, {empty} questions without a kept keyword")
+        console.print(
+            f"{split}: {len(kws)} questions, {len({k for v in kws.values() for k in v})} "
+            f"distinct keywords, {empty} questions without a kept keyword"
+        )
 
 
 @app.command()
@@ -64,8 +66,10 @@ def profile(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir
     """Build each pool model's skill profile on the validation split (SPEC 4.2)."""
     run = open_run(config, set_, out, data_dir)
     data = run.profiles()
-    rows = [[m, f"{100 * a:.1f}", len(data["profiles"][m]), sum(data["profiles"][m].values())]
-            for m, a in sorted(data["accuracy"].items(), key=lambda x: -x[1])]
+    rows = [
+        [m, f"{100 * a:.1f}", len(data["profiles"][m]), sum(data["profiles"][m].values())]
+        for m, a in sorted(data["accuracy"].items(), key=lambda x: -x[1])
+    ]
     _table("validation profiles", ["model", "accuracy %", "keywords", "total score"], rows)
 
 
@@ -76,15 +80,20 @@ def choose_aggregator(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None
     run = open_run(config, set_, out, data_dir)
     data = run.aggregator_benchmark()
     rows = [[m, f"{100 * s:.1f}"] for m, s in sorted(data["scores"].items(), key=lambda x: -x[1])]
-    _table(f"aggregator benchmark: {data['usable_questions']} of {data['validation_questions']} "
-           "validation questions usable", ["candidate", "accuracy %"], rows)
+    _table(
+        f"aggregator benchmark: {data['usable_questions']} of {data['validation_questions']} "
+        "validation questions usable",
+        ["candidate", "accuracy %"],
+        rows,
+    )
     console.print(f"chosen aggregator: {data['chosen']}")
 
 
 @app.command()
 @friendly
-def recruit(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None,
-            seed: SeedOpt = None) -> None:
+def recruit(
+    config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None, seed: SeedOpt = None
+) -> None:
     """Recruit k experts per test question (SPEC 5.1-5.4) and write the plan."""
     run = open_run(config, set_, out, data_dir)
     plan = run.recruitment(seed)
@@ -94,8 +103,9 @@ def recruit(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir
 
 @app.command()
 @friendly
-def infer(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None,
-          seed: SeedOpt = None) -> None:
+def infer(
+    config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None, seed: SeedOpt = None
+) -> None:
     """Run the recruited experts, batched per model: each model loads once (SPEC 5.5)."""
     run = open_run(config, set_, out, data_dir)
     seed = run.config.seed if seed is None else seed
@@ -105,26 +115,40 @@ def infer(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: 
 
 @app.command()
 @friendly
-def aggregate(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None,
-              seed: SeedOpt = None) -> None:
+def aggregate(
+    config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None, seed: SeedOpt = None
+) -> None:
     """Aggregate the experts' answers into final answers (SPEC 5.6)."""
     _evaluate(config, set_, out, data_dir, ["symbolic_moe"], seed)
 
 
 @app.command()
 @friendly
-def evaluate(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None,
-             methods: Annotated[str | None, typer.Option(help="comma-separated methods")] = None,
-             seeds: Annotated[str | None, typer.Option(help="comma-separated seeds")] = None) -> None:
+def evaluate(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+    data_dir: DataOpt = None,
+    methods: Annotated[str | None, typer.Option(help="comma-separated methods")] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds")] = None,
+) -> None:
     """Score methods on the test split; write results.json and predictions.jsonl."""
-    _evaluate(config, set_, out, data_dir, methods.split(",") if methods else None,
-              None, [int(s) for s in seeds.split(",")] if seeds else None)
+    _evaluate(
+        config,
+        set_,
+        out,
+        data_dir,
+        methods.split(",") if methods else None,
+        None,
+        [int(s) for s in seeds.split(",")] if seeds else None,
+    )
 
 
 @app.command("run")
 @friendly
-def run_all(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None,
-            seed: SeedOpt = None) -> None:
+def run_all(
+    config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None, seed: SeedOpt = None
+) -> None:
     """Every step in order: annotate, profile, choose aggregator, recruit, infer, aggregate, evaluate."""
     _evaluate(config, set_, out, data_dir, None, seed)
 
@@ -146,9 +170,14 @@ def main() -> None:  # pragma: no cover
 
 @app.command()
 @friendly
-def serve(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_dir: DataOpt = None,
-          host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="port")] = 8000) -> None:
+def serve(
+    config: ConfigArg,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+    data_dir: DataOpt = None,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8000,
+) -> None:
     """Serve the mixture as one model behind an OpenAI-compatible /v1/chat/completions."""
     import uvicorn
 

@@ -46,11 +46,18 @@ ROWS: dict[str, tuple[str, str, str]] = {
     "random_k_llm": ("Recruitment ablation", "Random-k, task aggregator", "Random-k"),
     "oracle": ("Upper bound", "Oracle (any pool model right)", "All"),
 }
-for _agg, _label in (("random", "random"), ("adaptive", "adaptive"), ("task_best", "task-best"),
-                     ("task_specific", "task-specific")):
+for _agg, _label in (
+    ("random", "random"),
+    ("adaptive", "adaptive"),
+    ("task_best", "task-best"),
+    ("task_specific", "task-specific"),
+):
     ROWS[f"symbolic_moe_agg_{_agg}"] = ("Aggregator ablation", f"Symbolic-MoE, {_label} aggregator", "Adaptive")
     ROWS[f"symbolic_moe_agg_{_agg}_discussion"] = (
-        "Aggregator ablation", f"Symbolic-MoE + discussion, {_label} aggregator", "Adaptive")
+        "Aggregator ablation",
+        f"Symbolic-MoE + discussion, {_label} aggregator",
+        "Adaptive",
+    )
 
 
 def describe(name: str, info: dict[str, Any]) -> tuple[str, str, str]:
@@ -94,10 +101,20 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
         category, label, models = describe(name, first_info)
         accuracy = f"{100 * m['accuracy']:.2f}" + (f" ± {100 * m['std']:.2f}" if len(m["seeds"]) > 1 else "")
         loads = sum(m["loads_per_seed"]) / max(len(m["loads_per_seed"]), 1)
-        table.add_row(category if category != last else "", escape(f"{label} [{name}]"), models, accuracy, str(m["n"]),
-                      f"{m['calls_per_question']:.1f}", f"{m['tokens_per_question']:.0f}", f"{loads:.1f}")
+        table.add_row(
+            category if category != last else "",
+            escape(f"{label} [{name}]"),
+            models,
+            accuracy,
+            str(m["n"]),
+            f"{m['calls_per_question']:.1f}",
+            f"{m['tokens_per_question']:.0f}",
+            f"{loads:.1f}",
+        )
         last = category
     console.print(table)
     tokens = summary["tokens"]
-    console.print(f"wall: {summary['wall_seconds']:.1f} s   requests: {tokens['generated_requests']} generated, "
-                  f"{tokens['reused_requests']} reused from the store")
+    console.print(
+        f"wall: {summary['wall_seconds']:.1f} s   requests: {tokens['generated_requests']} generated, "
+        f"{tokens['reused_requests']} reused from the store"
+    )

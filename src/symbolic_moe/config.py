@@ -164,9 +164,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def load_config(
-    path: str | Path, overrides: list[str] | None = None, out: str | Path | None = None
-) -> RunConfig:
+def load_config(path: str | Path, overrides: list[str] | None = None, out: str | Path | None = None) -> RunConfig:
     """Read a run TOML, apply `--set` overrides and `--out`; errors name the file and field."""
     path = Path(path)
     try:

@@ -58,7 +58,7 @@ REFINE = (
 )
 
 # ReConcile (Chen et al. 2024) asks each agent for a confidence with its answer.
-CONFIDENCE = " Also state your confidence in your answer as a number between 0.0 and 1.0, as \"Confidence: X\"."
+CONFIDENCE = ' Also state your confidence in your answer as a number between 0.0 and 1.0, as "Confidence: X".'
 
 
 def answer_instruction(question: Question) -> str:

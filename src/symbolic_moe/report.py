@@ -42,8 +42,7 @@ def summarise(run: Run, results: Sequence[MethodResult], wall_seconds: float) ->
             "seeds": [r.seed for r in runs],
             "per_seed_accuracy": accuracies,
             "calls_per_question": statistics.fmean(r.calls for r in runs) / n_questions,
-            "tokens_per_question": statistics.fmean(r.prompt_tokens + r.completion_tokens for r in runs)
-            / n_questions,
+            "tokens_per_question": statistics.fmean(r.prompt_tokens + r.completion_tokens for r in runs) / n_questions,
             "loads_per_seed": [r.loads for r in runs],
             "info": {str(r.seed): r.info for r in runs},
         }
@@ -69,8 +68,15 @@ def write_predictions(run: Run, results: Sequence[MethodResult]) -> None:
     with (run.out / "predictions.jsonl").open("w") as f:
         for r in results:
             for p in r.predictions:
-                row = {"method": r.name, "seed": r.seed, "id": p.question_id, "answer": p.answer,
-                       "correct": p.correct, **p.detail, "text": p.text}
+                row = {
+                    "method": r.name,
+                    "seed": r.seed,
+                    "id": p.question_id,
+                    "answer": p.answer,
+                    "correct": p.correct,
+                    **p.detail,
+                    "text": p.text,
+                }
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 

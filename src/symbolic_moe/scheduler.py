@@ -202,10 +202,7 @@ class Scheduler:
     def report(self) -> dict[str, Any]:
         """Loads, time and tokens per model, and their totals, for results.json."""
         per_model = {name: vars(u).copy() for name, u in sorted(self.usage.items())}
-        totals = {
-            key: sum(u[key] for u in per_model.values())
-            for key in vars(ModelUsage())
-        }
+        totals = {key: sum(u[key] for u in per_model.values()) for key in vars(ModelUsage())}
         return {"per_model": per_model, "totals": totals, "plans": self.plans}
 
 

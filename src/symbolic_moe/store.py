@@ -115,9 +115,7 @@ class GenerationStore:
             for key, request, completion in items
         ]
         with self._lock, self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows
-            )
+            self._db.executemany("INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def count(self) -> int:
         with self._lock:

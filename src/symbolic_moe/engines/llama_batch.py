@@ -6,9 +6,12 @@ refilled with the next waiting job in the same step). One request is the same co
 slot, so the batched and one-at-a-time paths share every setting.
 
 Design choices (why):
-- The KV cache is *not* unified: each slot gets its own stream of `n_ctx_seq` cells, so a token
-  attends only to its own sequence's cells. A unified cache would make every token attend over
-  all sequences' cells (masked), which costs more as generations grow.
+- The KV cache is by default *not* unified for full-attention models (SmolLM2): each slot gets
+  its own stream of `n_ctx_seq` cells, so a token attends only to its own sequence's cells. A
+  unified cache makes every token scan all sequences' cells (masked), which costs more as
+  generations grow. Sliding-window models (Gemma-3) get a unified cache: their per-stream
+  sliding-window cache decoded batches ~40 % slower. In a unified cache the micro-batches mix
+  sequences freely, so prompts prefilled together round differently than prefilled alone.
 - Non-unified caches split a batch into micro-batches of consecutive sequence ids (llama.cpp's
   `split_equal(sequential=true)`), so tokens are always added in slot order; an empty slot (only
   at the tail, when no job is waiting) costs one extra micro-batch per step.
@@ -26,15 +29,19 @@ Design choices (why):
   prompts of different lengths in one batch (chain-of-thought prompts, 16 wide), seeded samples
   at temperature 0.7 were measured to differ from one-at-a-time decoding in 13 of 15 texts,
   while greedy texts agreed (SmolLM2). Short prompts agree in the tests on both models.
-- Prompt sharing (`share_prompts`): several samples of one prompt (the keyword step asks for 5)
-  prefill it once. A job admitted while another slot is still prefilling the same prompt waits;
-  when that prompt is decoded, the waiting slot copies the donor's stream
+- Prompt sharing (`share_prompts`): several samples of one prompt (the keyword step asks for 5,
+  Self-Consistency for 5) prefill it once. When a prompt has been decoded, every job with the same
+  prompt samples its first token from those logits with its own seeded sampler: a job already in
+  a slot (admitted while the prompt was prefilling) copies the donor's stream at once
   (`llama_memory_seq_cp`: across streams llama.cpp copies the whole buffer at the next decode,
-  before that decode writes anything) and samples its first token from the donor's logits with
-  its own sampler. Its KV cache and first logits are then bit-identical to its own prefill, so
-  outputs equal the unshared path's. (Re-decoding the last prompt token in the follower instead
-  was tried: rows decoded alone round differently from a long prefill and greedy texts drifted.)
-  Jobs whose donor has already started generating prefill on their own.
+  before that decode writes anything; in a unified cache it only tags the cells); a job still
+  waiting keeps its first token and, when it is
+  admitted, takes the prompt's cells from any stream that still holds them - a finished one as it
+  is, a busy one by copy - and drops the cells after the prompt (`llama_memory_seq_rm`). Its KV
+  cache and first logits are then bit-identical to its own prefill, so outputs equal the unshared
+  path's. (Re-decoding the last prompt token in the follower instead was tried: rows decoded
+  alone round differently from a long prefill and greedy texts drifted.) A finished stream is kept
+  while a waiting job needs its prompt; with no stream left holding it, the job prefills itself.
 """
 
 from __future__ import annotations
@@ -108,6 +115,38 @@ class _Slot:
     result: DecodeResult | None = None
 
 
+@dataclass
+class _Start:
+    """A waiting job's first token, sampled with its own sampler from the logits at the end of an
+    identical prompt; its KV cells will come from a stream that holds that prompt."""
+
+    prompt: tuple[int, ...]
+    sampler: Any
+    token: int
+
+
+class _Decoding:
+    """The state of one `decode` call: slots, results, and what prompt sharing needs."""
+
+    def __init__(self, memory: Any, room: int, n_seq: int, jobs: Sequence[DecodeJob], share: bool) -> None:
+        self.memory = memory
+        self.room = room
+        self.jobs = jobs
+        self.slots: list[_Slot | None] = [None] * n_seq
+        self.results: list[DecodeResult | None] = [None] * len(jobs)
+        self.admitted = [False] * len(jobs)
+        self.held: list[tuple[int, ...] | None] = [None] * n_seq  # per stream: the whole prompt in its first cells
+        self.starts: dict[int, _Start] = {}  # by job index
+        self.twins: dict[tuple[int, ...], list[int]] = {}  # a prompt of several jobs -> their indices
+        if share:
+            for i, job in enumerate(jobs):
+                self.twins.setdefault(tuple(job.prompt), []).append(i)
+
+    def needed(self, prompt: tuple[int, ...] | None) -> bool:
+        """Does a waiting job with an early first token still need this prompt's KV cells?"""
+        return prompt is not None and any(start.prompt == prompt for start in self.starts.values())
+
+
 class LlamaModel:
     """A GGUF loaded in-process, plus a context sized on demand for `n_seq` x `n_ctx_seq`."""
 
@@ -118,6 +157,7 @@ class LlamaModel:
         n_threads: int,
         use_mmap: bool = True,
         flash_attn: bool = True,
+        kv_unified: bool | None = None,
         repack: bool = True,
         n_batch: int = 2048,
         n_ubatch: int = 512,
@@ -141,6 +181,13 @@ class LlamaModel:
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_threads = n_threads
         self.flash_attn = flash_attn
+        # One KV buffer for all sequences makes every token scan all sequences' cells, which
+        # costs SmolLM2 ~15 %; but Gemma-3's sliding-window cache with one stream per sequence
+        # decodes batches ~40 % slower than unified (measured, BENCHMARKS.md). Auto: unified
+        # for sliding-window models only.
+        arch = self.meta("general.architecture") or ""
+        sliding = self.meta(f"{arch}.attention.sliding_window") is not None
+        self.kv_unified = sliding if kv_unified is None else kv_unified
         self.n_batch = n_batch
         self.n_ubatch = n_ubatch
         self.share_prompts = share_prompts
@@ -224,7 +271,7 @@ class LlamaModel:
         params = llama_cpp.llama_context_default_params()
         params.n_ctx = n_seq * n_ctx_seq
         params.n_seq_max = n_seq
-        params.kv_unified = False
+        params.kv_unified = self.kv_unified
         # Sliding-window layers (Gemma 3) keep only the window per sequence, not n_ctx cells.
         params.swa_full = False
         params.n_batch = self.n_batch
@@ -272,41 +319,93 @@ class LlamaModel:
                 raise EngineError(f"request {i}: prompt of {len(job.prompt)} tokens does not fit a context of {room}")
         memory = llama_cpp.llama_get_memory(self.ctx)
         llama_cpp.llama_memory_clear(memory, False)
+        d = _Decoding(memory, room, n_seq, jobs, self.share_prompts)
         pending = deque(enumerate(jobs))
-        slots: list[_Slot | None] = [None] * n_seq
-        results: list[DecodeResult | None] = [None] * len(jobs)
         batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         try:
-            while pending or any(slots):
-                for s in range(n_seq):
-                    if slots[s] is None and pending:
-                        index, job = pending.popleft()
-                        limit = min(job.max_tokens, room - len(job.prompt))
-                        slot = _Slot(index, job, limit, _make_sampler(job), time.perf_counter())
-                        slot.donor = self._donor_for(slots, job) if self.share_prompts else None
-                        slots[s] = slot
-                outputs = self._fill_batch(batch, slots)
+            while pending or any(d.slots):
+                free = [s for s, slot in enumerate(d.slots) if slot is None]
+                copied: set[int] = set()  # streams copied into this step: not a source before the copy lands
+                while free and pending:
+                    self._admit(d, *pending.popleft(), free, copied)
+                outputs = self._fill_batch(batch, d.slots)
                 rc = llama_cpp.llama_decode(self.ctx, batch)
                 if rc != 0:
                     raise EngineError(f"llama_decode failed with code {rc} for {self.path}")
                 for s, out_index in outputs:
-                    slot = slots[s]
+                    slot = d.slots[s]
                     assert slot is not None
-                    if not slot.tokens:  # the prompt is complete: hand it to waiting slots first
-                        for follower in self._share_prompt(memory, slots, s, out_index):
-                            self._release(memory, slots, follower, results)
+                    if not slot.tokens:  # the prompt is complete: hand it on before sampling
+                        d.held[s] = tuple(slot.job.prompt)
+                        for follower in self._share_prompt(d, s, out_index):
+                            self._release(d, follower)
+                        self._sample_starts(d, d.held[s], out_index)
                     token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, out_index)
                     if self._advance(slot, token) is not None:
-                        self._release(memory, slots, slot, results)
+                        self._release(d, slot)
         finally:
-            for slot in slots:
+            for slot in d.slots:
                 if slot is not None:
                     llama_cpp.llama_sampler_free(slot.sampler)
+            for start in d.starts.values():
+                llama_cpp.llama_sampler_free(start.sampler)
             llama_cpp.llama_batch_free(batch)
-        missing = [i for i, r in enumerate(results) if r is None]
+        missing = [i for i, r in enumerate(d.results) if r is None]
         if missing:  # pragma: no cover - the loop above runs until every job has a result
             raise EngineError(f"decoding ended without results for requests {missing}")
-        return [r for r in results if r is not None]
+        return [r for r in d.results if r is not None]
+
+    def _admit(self, d: _Decoding, index: int, job: DecodeJob, free: list[int], copied: set[int]) -> None:
+        """Start `job` in one of the `free` streams. A job whose first token was sampled early
+        takes its prompt's KV cells from a stream that holds them (a free one as it is, a busy
+        one by copy) and starts generating at once; any other job prefills."""
+        d.admitted[index] = True
+        limit = min(job.max_tokens, d.room - len(job.prompt))
+        start = d.starts.pop(index, None)
+        holders = [h for h, held in enumerate(d.held) if start and held == start.prompt and h not in copied]
+        if start is None or not holders:
+            if start is not None:
+                llama_cpp.llama_sampler_free(start.sampler)
+            s = self._take_stream(d, free)
+            slot = _Slot(index, job, limit, _make_sampler(job), time.perf_counter())
+            slot.donor = self._donor_for(d.slots, job) if self.share_prompts else None
+            d.slots[s] = slot
+            return
+        n = len(job.prompt)
+        idle = [h for h in holders if h in free]
+        if idle:
+            s = idle[0]
+            free.remove(s)
+        else:
+            s = self._take_stream(d, free)
+            llama_cpp.llama_memory_seq_cp(d.memory, holders[0], s, -1, -1)
+            copied.add(s)
+        llama_cpp.llama_memory_seq_rm(d.memory, s, n, -1)  # keep the prompt, drop what followed it
+        d.held[s] = start.prompt
+        self.shared_prompt_tokens += n
+        slot = _Slot(index, job, limit, start.sampler, time.perf_counter(), fed=n)
+        d.slots[s] = slot
+        if self._advance(slot, start.token) is not None:
+            self._release(d, slot)
+            free.append(s)
+
+    @staticmethod
+    def _take_stream(d: _Decoding, free: list[int]) -> int:
+        """An empty KV stream from `free`, preferring one whose prompt no waiting job needs."""
+        s = next((s for s in free if not d.needed(d.held[s])), free[0])
+        free.remove(s)
+        llama_cpp.llama_memory_seq_rm(d.memory, s, -1, -1)
+        d.held[s] = None
+        return s
+
+    def _sample_starts(self, d: _Decoding, prompt: tuple[int, ...], out_index: int) -> None:
+        """A prompt is decoded: sample the first token of every job still waiting with the
+        same prompt, each with its own sampler (a seeded draw does not depend on when it is made)."""
+        for index in d.twins.get(prompt, ()):
+            if not d.admitted[index] and index not in d.starts:
+                sampler = _make_sampler(d.jobs[index])
+                token = llama_cpp.llama_sampler_sample(sampler, self.ctx, out_index)
+                d.starts[index] = _Start(prompt, sampler, token)
 
     @staticmethod
     def _donor_for(slots: list[_Slot | None], job: DecodeJob) -> int | None:
@@ -321,15 +420,16 @@ class LlamaModel:
                 return d
         return None
 
-    def _share_prompt(self, memory: Any, slots: list[_Slot | None], s: int, out_index: int) -> list[_Slot]:
+    def _share_prompt(self, d: _Decoding, s: int, out_index: int) -> list[_Slot]:
         """Slot `s` has just decoded its whole prompt: give it to the slots waiting for it.
         Each copies the stream and samples its first token from the same logits (its own
         sampler), exactly as if it had prefilled the prompt itself. Returns finished slots."""
         finished = []
-        for f, follower in enumerate(slots):
+        for f, follower in enumerate(d.slots):
             if follower is None or follower.donor != s:
                 continue
-            llama_cpp.llama_memory_seq_cp(memory, s, f, -1, -1)
+            llama_cpp.llama_memory_seq_cp(d.memory, s, f, -1, -1)
+            d.held[f] = d.held[s]
             follower.donor = None
             follower.fed = len(follower.job.prompt)
             self.shared_prompt_tokens += follower.fed
@@ -376,13 +476,16 @@ class LlamaModel:
         return outputs
 
     @staticmethod
-    def _release(memory: Any, slots: list[_Slot | None], slot: _Slot, results: list[DecodeResult | None]) -> None:
-        """A finished slot: store its result, free its sampler and KV stream."""
-        s = next(i for i, other in enumerate(slots) if other is slot)
-        results[slot.index] = slot.result
+    def _release(d: _Decoding, slot: _Slot) -> None:
+        """A finished slot: store its result, free its sampler, and empty its KV stream unless a
+        waiting job can still take its prompt from there."""
+        s = next(i for i, other in enumerate(d.slots) if other is slot)
+        d.results[slot.index] = slot.result
         llama_cpp.llama_sampler_free(slot.sampler)
-        llama_cpp.llama_memory_seq_rm(memory, s, -1, -1)
-        slots[s] = None
+        if not d.needed(d.held[s]):
+            llama_cpp.llama_memory_seq_rm(d.memory, s, -1, -1)
+            d.held[s] = None
+        d.slots[s] = None
 
     def _advance(self, slot: _Slot, token: int) -> DecodeResult | None:
         """Record a sampled token; return the result when the sequence is finished."""

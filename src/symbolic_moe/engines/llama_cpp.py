@@ -13,6 +13,11 @@ relative to the working directory, then to `data_dir`). Options (all optional):
   spin at barriers and slow down many-fold when they outnumber the free cores.
 - `use_mmap` (True); `flash_attn` (True, unlike `llama_cpp.Llama`: see llama_batch.py for why).
 - `n_seq_max` or its alias `batch_size` (16): sequences decoded in parallel.
+- `kv_unified` (auto): one KV buffer for all sequences instead of one stream each. Auto turns it
+  on for sliding-window models (Gemma-3), where it is faster; it is slower for SmolLM2
+  (BENCHMARKS.md, engine speed).
+- `requantize` (none): load a cached re-quantised copy of the GGUF instead, e.g. "q4_0" (faster
+  batched CPU kernels); see requantize.py. It changes the model's numbers, so its answers.
 - `system_prompt`: a system message put before every request (merged with a request's own).
 - `share_prompts` (True): requests with the same prompt in one batch (several samples of one
   question) prefill it once and copy the KV cache; outputs are unchanged (llama_batch.py).
@@ -45,6 +50,7 @@ from ..types import ChatRequest, Completion, GenerationSettings, Message
 from .base import TimedEngine
 from .embedded import resolve_gguf
 from .llama_batch import DecodeJob, LlamaModel
+from .requantize import requantized_gguf
 
 TEMPLATE_KEY = "tokenizer.chat_template"
 PLAIN_STOP = ("\nUser:",)
@@ -60,6 +66,8 @@ class LlamaCppOptions(BaseModel):
     n_threads: int | None = Field(None, ge=1)
     n_seq_max: int = Field(16, ge=1, le=256, alias="batch_size")
     flash_attn: bool = True
+    kv_unified: bool | None = None
+    requantize: str | None = None
     use_mmap: bool = True
     share_prompts: bool = True
     system_prompt: str | None = None
@@ -209,11 +217,14 @@ class LlamaCppEngine(TimedEngine):
 
     def _load(self) -> None:
         path = resolve_gguf(self.model, self.config.data_dir)
+        if self.config.requantize:
+            path = requantized_gguf(path, self.config.requantize)
         llm = LlamaModel(
             path,
             n_threads=self.config.n_threads or os.cpu_count() or 1,
             use_mmap=self.config.use_mmap,
             flash_attn=self.config.flash_attn,
+            kv_unified=self.config.kv_unified,
             share_prompts=self.config.share_prompts,
             verbose=self.config.verbose,
         )

@@ -50,8 +50,18 @@ def _questions(questions: Path | None, split: str, data_dir: Path | None, per_ca
     return take_per_group(read_questions(path), "category", per_category)
 
 
-def _train(out: Path, questions: list[Question], replay: list[str] | None, field: str | None, meta: str,
-           data_dir: Path | None, seed: int, epochs: int, lr: float, extend: bool) -> None:
+def _train(
+    out: Path,
+    questions: list[Question],
+    replay: list[str] | None,
+    field: str | None,
+    meta: str,
+    data_dir: Path | None,
+    seed: int,
+    epochs: int,
+    lr: float,
+    extend: bool,
+) -> None:
     from .api import labelled_query_sets, replay_query_sets, train_plugins
     from .whitebox import MetaLM
 
@@ -71,29 +81,66 @@ def _train(out: Path, questions: list[Question], replay: list[str] | None, field
 
 @app.command()
 @friendly
-def train(out: Plugins, questions: QuestionsOpt = None, split: SplitOpt = "validation", replay: ReplayOpt = None,
-          field: FieldOpt = None, meta: MetaOpt = "embedded:smollm2", data_dir: DataOpt = None, seed: SeedOpt = 0,
-          epochs: EpochsOpt = 5, lr: LrOpt = 5e-4, per_category: PerGroupOpt = None) -> None:
+def train(
+    out: Plugins,
+    questions: QuestionsOpt = None,
+    split: SplitOpt = "validation",
+    replay: ReplayOpt = None,
+    field: FieldOpt = None,
+    meta: MetaOpt = "embedded:smollm2",
+    data_dir: DataOpt = None,
+    seed: SeedOpt = 0,
+    epochs: EpochsOpt = 5,
+    lr: LrOpt = 5e-4,
+    per_category: PerGroupOpt = None,
+) -> None:
     """Build expert query sets, train the expert tokens, write one plug-in file per expert."""
-    _train(out, _questions(questions, split, data_dir, per_category), replay, field, meta, data_dir, seed, epochs,
-           lr, False)
+    _train(
+        out,
+        _questions(questions, split, data_dir, per_category),
+        replay,
+        field,
+        meta,
+        data_dir,
+        seed,
+        epochs,
+        lr,
+        False,
+    )
 
 
 @app.command()
 @friendly
-def extend(out: Plugins, questions: QuestionsOpt = None, split: SplitOpt = "validation", replay: ReplayOpt = None,
-           field: FieldOpt = None, meta: MetaOpt = "embedded:smollm2", data_dir: DataOpt = None, seed: SeedOpt = 0,
-           epochs: EpochsOpt = 5, lr: LrOpt = 5e-4, per_category: PerGroupOpt = None) -> None:
+def extend(
+    out: Plugins,
+    questions: QuestionsOpt = None,
+    split: SplitOpt = "validation",
+    replay: ReplayOpt = None,
+    field: FieldOpt = None,
+    meta: MetaOpt = "embedded:smollm2",
+    data_dir: DataOpt = None,
+    seed: SeedOpt = 0,
+    epochs: EpochsOpt = 5,
+    lr: LrOpt = 5e-4,
+    per_category: PerGroupOpt = None,
+) -> None:
     """Train tokens for new experts alone and append them to an existing plug-in directory."""
-    _train(out, _questions(questions, split, data_dir, per_category), replay, field, meta, data_dir, seed, epochs,
-           lr, True)
+    _train(
+        out, _questions(questions, split, data_dir, per_category), replay, field, meta, data_dir, seed, epochs, lr, True
+    )
 
 
 @app.command()
 @friendly
-def route(plugins: Plugins, output: Annotated[Path, typer.Option("--out", help="choices JSONL to write")],
-          questions: QuestionsOpt = None, split: SplitOpt = "test", meta: MetaOpt = "embedded:smollm2",
-          data_dir: DataOpt = None, per_category: PerGroupOpt = None) -> None:
+def route(
+    plugins: Plugins,
+    output: Annotated[Path, typer.Option("--out", help="choices JSONL to write")],
+    questions: QuestionsOpt = None,
+    split: SplitOpt = "test",
+    meta: MetaOpt = "embedded:smollm2",
+    data_dir: DataOpt = None,
+    per_category: PerGroupOpt = None,
+) -> None:
     """Router-only ETR: the chosen expert of every question, as JSONL {id, expert}."""
     from .api import route_questions
 

@@ -31,8 +31,10 @@ def read_questions(path: str | Path) -> list[Question]:
             try:
                 row = json.loads(line)
                 out.append(
-                    Question(**{k: row[k] for k in _FIELDS if k in row}, extra={k: v for k, v in row.items()
-                                                                              if k not in _FIELDS})
+                    Question(
+                        **{k: row[k] for k in _FIELDS if k in row},
+                        extra={k: v for k, v in row.items() if k not in _FIELDS},
+                    )
                 )
             except (json.JSONDecodeError, TypeError, ValueError) as exc:
                 raise DataError(f"{path}:{n}: malformed question ({exc})") from exc

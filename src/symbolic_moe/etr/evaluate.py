@@ -48,14 +48,23 @@ def expert_suffix(domain: str) -> str:
 
 
 def train_head(
-    lm: MetaLM, states: dict[str, np.ndarray], sets: QuerySets, names: list[str], config: TrainConfig,
+    lm: MetaLM,
+    states: dict[str, np.ndarray],
+    sets: QuerySets,
+    names: list[str],
+    config: TrainConfig,
     frozen: ExpertHead | None = None,
 ) -> ExpertHead:
     """Train the tokens of `names` from their query sets (others in `frozen` join the softmax)."""
     ids, targets = training_pairs(sets, names)
     hidden = np.stack([states[q] for q in ids])
     rows, _ = train_expert_tokens(
-        hidden, np.array(targets), lm.head, len(names), config, None if frozen is None else frozen.rows,
+        hidden,
+        np.array(targets),
+        lm.head,
+        len(names),
+        config,
+        None if frozen is None else frozen.rows,
         word_logsumexp(hidden, lm.head),
     )
     return ExpertHead.from_rows(lm.model_id, names, rows, {"train": config.to_json()})
@@ -123,18 +132,25 @@ def mmlu_expert(
     routes["oracle_expert"] = [str(q.field("domain")) for q in held]
     result = _score(lm, answers, held, routes)
     answers.save()
-    result.update({
-        "setup": {
-            "meta_model": lm.model_id, "experts": {d: expert_suffix(d) for d in names}, "seed": seed,
-            "train_questions": len(train), "eval_questions": len(held), "train_config": config.to_json(),
-            "query_set_sizes": {k: {d: len(v) for d, v in s.items()} for k, s in sets.items()},
-            "dynamic_groups": [group0, group1], "tau": tau,
-            "symbolic_moe_profile_questions_per_domain": profile_per_domain,
-        },
-        "query_set_domain_purity": {
-            k: {d: _purity(v, d, questions) for d, v in s.items()} for k, s in sets.items()
-        },
-    })
+    result.update(
+        {
+            "setup": {
+                "meta_model": lm.model_id,
+                "experts": {d: expert_suffix(d) for d in names},
+                "seed": seed,
+                "train_questions": len(train),
+                "eval_questions": len(held),
+                "train_config": config.to_json(),
+                "query_set_sizes": {k: {d: len(v) for d, v in s.items()} for k, s in sets.items()},
+                "dynamic_groups": [group0, group1],
+                "tau": tau,
+                "symbolic_moe_profile_questions_per_domain": profile_per_domain,
+            },
+            "query_set_domain_purity": {
+                k: {d: _purity(v, d, questions) for d, v in s.items()} for k, s in sets.items()
+            },
+        }
+    )
     (out_dir / "mmlu_expert_routes.json").write_text(json.dumps({"ids": [q.id for q in held], **routes}))
     return result
 
@@ -164,8 +180,15 @@ def _symbolic_moe_k1(
         for d in names:
             ok = answers.get(lm, q, query_messages(q), d, expert_suffix(d)) == q.answer
             profiles[d][str(q.field("domain"))] += 1 if ok else -1
-    plan = recruit([q.id for q in held], [[str(q.field("domain"))] for q in held], {d: dict(p) for d, p in
-                   profiles.items()}, names, k=1, seed=seed, trim_share=0.0)
+    plan = recruit(
+        [q.id for q in held],
+        [[str(q.field("domain"))] for q in held],
+        {d: dict(p) for d, p in profiles.items()},
+        names,
+        k=1,
+        seed=seed,
+        trim_share=0.0,
+    )
     return [e[0] for e in plan.experts]
 
 

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from ..run import Run
 
 
-def etr_method(run: Run, seed: int, meta_ref: str = "embedded:smollm2", threads: int = 2
-               ) -> tuple[list[Prediction], dict[str, Any]]:
+def etr_method(
+    run: Run, seed: int, meta_ref: str = "embedded:smollm2", threads: int = 2
+) -> tuple[list[Prediction], dict[str, Any]]:
     work = run.out / "etr"
     lm = MetaLM(meta_ref, n_threads=threads)
     answers = AnswerCache(work / "meta_answers.json")
@@ -40,8 +41,7 @@ def etr_method(run: Run, seed: int, meta_ref: str = "embedded:smollm2", threads:
     )
     outputs = run.expert_outputs(plan, seed, write=False)
     predictions = [
-        Prediction.grade(q, row[0].text, experts=[name])
-        for q, row, name in zip(run.test, outputs, chosen, strict=True)
+        Prediction.grade(q, row[0].text, experts=[name]) for q, row, name in zip(run.test, outputs, chosen, strict=True)
     ]
     info = {
         "meta_model": lm.model_id,

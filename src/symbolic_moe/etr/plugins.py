@@ -82,14 +82,11 @@ class ExpertHead:
         for token in new:
             if token.meta_model != self.meta_model:
                 raise ConfigError(
-                    f"expert '{token.name}' was trained for meta model '{token.meta_model}', "
-                    f"not '{self.meta_model}'"
+                    f"expert '{token.name}' was trained for meta model '{token.meta_model}', not '{self.meta_model}'"
                 )
             dim = int(tokens[0].row.shape[0]) if tokens else None
             if dim is not None and token.row.shape[0] != dim:
-                raise ConfigError(
-                    f"expert '{token.name}' has dimension {token.row.shape[0]}, the head has {dim}"
-                )
+                raise ConfigError(f"expert '{token.name}' has dimension {token.row.shape[0]}, the head has {dim}")
             if any(t.name == token.name for t in tokens):
                 raise ConfigError(f"expert '{token.name}' is already in the head")
             tokens.append(token)

@@ -23,10 +23,22 @@ from .whitebox import HiddenCache, MetaLM
 
 # the replay models left after removing the large / API / base-only ones (the "small16" pool)
 SMALL16 = [
-    "Meta-Llama-3_1-8B-Instruct", "Phi-3-mini-4k-instruct", "Yi-34B", "Mixtral-8x7B-Instruct-v0.1",
-    "Mixtral-8x7B-v0.1", "mathstral-7B", "Meta-Llama-3_1-8B", "c4ai-command-r-v01", "Meta-Llama-3-8B",
-    "gemma-7b", "Mistral-7B-v0.1", "Mistral-7B-Instruct-v0.2", "Mistral-7B-v0.2-hf", "Yi-6b-Chat",
-    "Qwen1.5-7B-Chat", "Mistral-7B-Instruct-v0.1",
+    "Meta-Llama-3_1-8B-Instruct",
+    "Phi-3-mini-4k-instruct",
+    "Yi-34B",
+    "Mixtral-8x7B-Instruct-v0.1",
+    "Mixtral-8x7B-v0.1",
+    "mathstral-7B",
+    "Meta-Llama-3_1-8B",
+    "c4ai-command-r-v01",
+    "Meta-Llama-3-8B",
+    "gemma-7b",
+    "Mistral-7B-v0.1",
+    "Mistral-7B-Instruct-v0.2",
+    "Mistral-7B-v0.2-hf",
+    "Yi-6b-Chat",
+    "Qwen1.5-7B-Chat",
+    "Mistral-7B-Instruct-v0.1",
 ]
 
 
@@ -94,9 +106,14 @@ def replay_router(
     (out_dir / "mmlu_pro_routes.json").write_text(json.dumps({"ids": [q.id for q in test], "etr": chosen}))
     return {
         "setup": {
-            "meta_model": lm.model_id, "models": models, "seed": seed, "validation_questions": len(val),
-            "test_questions": len(test), "test_per_category": test_per_category,
-            "validation_per_category": validation_per_category, "train_config": config.to_json(),
+            "meta_model": lm.model_id,
+            "models": models,
+            "seed": seed,
+            "validation_questions": len(val),
+            "test_questions": len(test),
+            "test_per_category": test_per_category,
+            "validation_per_category": validation_per_category,
+            "train_config": config.to_json(),
             "query_set_sizes": {m: len(s) for m, s in sets.items()},
             "meta_validation_accuracy": float(np.mean(list(meta_ok.values()))),
         },

@@ -104,8 +104,9 @@ class PromptExpert:
 
     def continue_chat(self, messages: Messages, prefix: str, settings: GenerationSettings) -> Completion:
         start = time.perf_counter()
-        chat = with_suffix(with_system(messages, self.system_prompt) if self.system_prompt else messages,
-                           self.user_suffix)
+        chat = with_suffix(
+            with_system(messages, self.system_prompt) if self.system_prompt else messages, self.user_suffix
+        )
         prompt = self.lm.prompt_tokens(chat, prefix)
         out, _, reason = decode(self.lm, prompt, settings)
         text = self.lm.detokenize(out)

@@ -55,9 +55,7 @@ class KeywordEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
         if missing:
-            vectors = self._encoder().encode(
-                missing, batch_size=256, normalize_embeddings=True, convert_to_numpy=True
-            )
+            vectors = self._encoder().encode(missing, batch_size=256, normalize_embeddings=True, convert_to_numpy=True)
             self._cache.update(zip(missing, vectors.astype(np.float32), strict=True))
             self._save()
         if not texts:

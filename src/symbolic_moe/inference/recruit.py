@@ -22,9 +22,7 @@ import numpy as np
 Profile = dict[str, int]
 
 
-def score_matrix(
-    profiles: dict[str, Profile], models: Sequence[str], keywords: Sequence[Sequence[str]]
-) -> np.ndarray:
+def score_matrix(profiles: dict[str, Profile], models: Sequence[str], keywords: Sequence[Sequence[str]]) -> np.ndarray:
     """S as a (questions x models) array."""
     vocabulary = sorted({k for m in models for k in profiles.get(m, {})})
     index = {k: j for j, k in enumerate(vocabulary)}

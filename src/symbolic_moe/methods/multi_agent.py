@@ -104,8 +104,9 @@ def moa(run: Run, seed: int):
 
 # ReConcile's recalibration of stated confidences (Chen et al. 2024, section 2.3): raw
 # self-reported confidences are over-confident, so they are mapped onto a coarse scale.
-_CONFIDENCE = re.compile(r"confidence\W{0,4}(?:level|score)?\W{0,4}(?:is\W{0,4})?(\d+(?:\.\d+)?|\.\d+)\s*(%?)",
-                         re.IGNORECASE)
+_CONFIDENCE = re.compile(
+    r"confidence\W{0,4}(?:level|score)?\W{0,4}(?:is\W{0,4})?(\d+(?:\.\d+)?|\.\d+)\s*(%?)", re.IGNORECASE
+)
 
 
 def stated_confidence(text: str | None) -> float | None:

@@ -65,11 +65,7 @@ def score_candidates(
     if not items:
         return {c: 0.0 for c in candidates}
     by_id = {q.id: q for q in questions}
-    jobs = [
-        Job(c, aggregate_request(by_id[item.question_id], item.responses))
-        for c in candidates
-        for item in items
-    ]
+    jobs = [Job(c, aggregate_request(by_id[item.question_id], item.responses)) for c in candidates for item in items]
     completions = scheduler.run(jobs, label="aggregator benchmark")
     scores = {c: 0 for c in candidates}
     for job, completion in zip(jobs, completions, strict=True):

@@ -70,18 +70,14 @@ def filter_keywords(
     return kept
 
 
-def annotate(
-    questions: Sequence[Question], scheduler: Scheduler, config: KeywordConfig
-) -> dict[str, list[list[str]]]:
+def annotate(questions: Sequence[Question], scheduler: Scheduler, config: KeywordConfig) -> dict[str, list[list[str]]]:
     """The raw keyword samples of every question, from the keyword LLM (stored generations)."""
     base = scheduler.pool.settings(config.model)
     settings = GenerationSettings(
         temperature=config.temperature, top_p=base.top_p, max_tokens=config.max_tokens, seed=base.seed
     )
     jobs = [
-        Job(config.model, keyword_request(q, sample), settings)
-        for q in questions
-        for sample in range(config.samples)
+        Job(config.model, keyword_request(q, sample), settings) for q in questions for sample in range(config.samples)
     ]
     completions = scheduler.run(jobs, label=f"keywords ({config.model})")
     samples: dict[str, list[list[str]]] = {q.id: [] for q in questions}

@@ -29,18 +29,12 @@ def answer_all(
     return dict(outputs)
 
 
-def grade_all(
-    questions: Sequence[Question], outputs: dict[str, dict[str, str | None]]
-) -> dict[str, dict[str, bool]]:
+def grade_all(questions: Sequence[Question], outputs: dict[str, dict[str, str | None]]) -> dict[str, dict[str, bool]]:
     """{model: {question id: correct}}; a missing or unparseable output is wrong."""
-    return {
-        model: {q.id: is_correct(texts.get(q.id), q) for q in questions} for model, texts in outputs.items()
-    }
+    return {model: {q.id: is_correct(texts.get(q.id), q) for q in questions} for model, texts in outputs.items()}
 
 
-def build_profiles(
-    keywords: dict[str, list[str]], correct: dict[str, dict[str, bool]]
-) -> dict[str, Profile]:
+def build_profiles(keywords: dict[str, list[str]], correct: dict[str, dict[str, bool]]) -> dict[str, Profile]:
     """{model: {keyword: score}}, +1 per keyword of a question the model got right, -1 if wrong."""
     profiles: dict[str, Profile] = {}
     for model, per_question in correct.items():
