@@ -46,19 +46,18 @@ Design choices (why):
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import sys
 import time
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
 
 from ..errors import EngineError
+from .llama_sequences import DecodeJob, DecodeResult, DecodeState, EarlyStart, Slot, make_sampler
 
 _CTX_ROUND = 256  # per-sequence context sizes are rounded up to this many cells
 _GGML_ERROR, _GGML_CONT = 4, 5  # ggml_log_level values (ggml.h)
@@ -74,77 +73,6 @@ def _log_callback(level: int, text: bytes, user_data: Any) -> None:
         _log_state["last"] = level
     if _log_state["verbose"] or _log_state["last"] == _GGML_ERROR:
         print(text.decode("utf-8", errors="replace"), end="", file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True)
-class DecodeJob:
-    """One sequence to generate: a tokenised prompt and how to sample it."""
-
-    prompt: Sequence[int]
-    max_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    stop: tuple[str, ...] = ()
-
-
-@dataclass
-class DecodeResult:
-    text: str
-    tokens: list[int]
-    prompt_tokens: int
-    finish_reason: str  # "stop" (EOG token or stop string) or "length"
-    seconds: float  # wall time from the sequence's admission to its end
-
-
-@dataclass
-class _Slot:
-    """A sequence in flight in one KV stream (= its sequence id)."""
-
-    index: int  # position of the job in the caller's list
-    job: DecodeJob
-    limit: int  # max new tokens, capped by the room left in the stream
-    sampler: Any
-    started: float
-    donor: int | None = None  # slot whose KV cache holds this job's prompt, to copy from
-    fed: int = 0  # prompt tokens already decoded
-    next_token: int | None = None  # sampled, not yet decoded
-    tokens: list[int] = field(default_factory=list)
-    text: str = ""
-    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
-    result: DecodeResult | None = None
-
-
-@dataclass
-class _Start:
-    """A waiting job's first token, sampled with its own sampler from the logits at the end of an
-    identical prompt; its KV cells will come from a stream that holds that prompt."""
-
-    prompt: tuple[int, ...]
-    sampler: Any
-    token: int
-
-
-class _Decoding:
-    """The state of one `decode` call: slots, results, and what prompt sharing needs."""
-
-    def __init__(self, memory: Any, room: int, n_seq: int, jobs: Sequence[DecodeJob], share: bool) -> None:
-        self.memory = memory
-        self.room = room
-        self.jobs = jobs
-        self.slots: list[_Slot | None] = [None] * n_seq
-        self.results: list[DecodeResult | None] = [None] * len(jobs)
-        self.admitted = [False] * len(jobs)
-        self.held: list[tuple[int, ...] | None] = [None] * n_seq  # per stream: the whole prompt in its first cells
-        self.starts: dict[int, _Start] = {}  # by job index
-        self.twins: dict[tuple[int, ...], list[int]] = {}  # a prompt of several jobs -> their indices
-        if share:
-            for i, job in enumerate(jobs):
-                self.twins.setdefault(tuple(job.prompt), []).append(i)
-
-    def needed(self, prompt: tuple[int, ...] | None) -> bool:
-        """Does a waiting job with an early first token still need this prompt's KV cells?"""
-        return prompt is not None and any(start.prompt == prompt for start in self.starts.values())
 
 
 class LlamaModel:
@@ -319,7 +247,7 @@ class LlamaModel:
                 raise EngineError(f"request {i}: prompt of {len(job.prompt)} tokens does not fit a context of {room}")
         memory = llama_cpp.llama_get_memory(self.ctx)
         llama_cpp.llama_memory_clear(memory, False)
-        d = _Decoding(memory, room, n_seq, jobs, self.share_prompts)
+        d = DecodeState(memory, room, n_seq, jobs, self.share_prompts)
         pending = deque(enumerate(jobs))
         batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         try:
@@ -355,7 +283,7 @@ class LlamaModel:
             raise EngineError(f"decoding ended without results for requests {missing}")
         return [r for r in d.results if r is not None]
 
-    def _admit(self, d: _Decoding, index: int, job: DecodeJob, free: list[int], copied: set[int]) -> None:
+    def _admit(self, d: DecodeState, index: int, job: DecodeJob, free: list[int], copied: set[int]) -> None:
         """Start `job` in one of the `free` streams. A job whose first token was sampled early
         takes its prompt's KV cells from a stream that holds them (a free one as it is, a busy
         one by copy) and starts generating at once; any other job prefills."""
@@ -367,7 +295,7 @@ class LlamaModel:
             if start is not None:
                 llama_cpp.llama_sampler_free(start.sampler)
             s = self._take_stream(d, free)
-            slot = _Slot(index, job, limit, _make_sampler(job), time.perf_counter())
+            slot = Slot(index, job, limit, make_sampler(job), time.perf_counter())
             slot.donor = self._donor_for(d.slots, job) if self.share_prompts else None
             d.slots[s] = slot
             return
@@ -383,14 +311,14 @@ class LlamaModel:
         llama_cpp.llama_memory_seq_rm(d.memory, s, n, -1)  # keep the prompt, drop what followed it
         d.held[s] = start.prompt
         self.shared_prompt_tokens += n
-        slot = _Slot(index, job, limit, start.sampler, time.perf_counter(), fed=n)
+        slot = Slot(index, job, limit, start.sampler, time.perf_counter(), fed=n)
         d.slots[s] = slot
         if self._advance(slot, start.token) is not None:
             self._release(d, slot)
             free.append(s)
 
     @staticmethod
-    def _take_stream(d: _Decoding, free: list[int]) -> int:
+    def _take_stream(d: DecodeState, free: list[int]) -> int:
         """An empty KV stream from `free`, preferring one whose prompt no waiting job needs."""
         s = next((s for s in free if not d.needed(d.held[s])), free[0])
         free.remove(s)
@@ -398,17 +326,17 @@ class LlamaModel:
         d.held[s] = None
         return s
 
-    def _sample_starts(self, d: _Decoding, prompt: tuple[int, ...], out_index: int) -> None:
+    def _sample_starts(self, d: DecodeState, prompt: tuple[int, ...], out_index: int) -> None:
         """A prompt is decoded: sample the first token of every job still waiting with the
         same prompt, each with its own sampler (a seeded draw does not depend on when it is made)."""
         for index in d.twins.get(prompt, ()):
             if not d.admitted[index] and index not in d.starts:
-                sampler = _make_sampler(d.jobs[index])
+                sampler = make_sampler(d.jobs[index])
                 token = llama_cpp.llama_sampler_sample(sampler, self.ctx, out_index)
-                d.starts[index] = _Start(prompt, sampler, token)
+                d.starts[index] = EarlyStart(prompt, sampler, token)
 
     @staticmethod
-    def _donor_for(slots: list[_Slot | None], job: DecodeJob) -> int | None:
+    def _donor_for(slots: list[Slot | None], job: DecodeJob) -> int | None:
         """A slot still prefilling the same prompt as `job`, if any."""
         for d, other in enumerate(slots):
             if (
@@ -420,7 +348,7 @@ class LlamaModel:
                 return d
         return None
 
-    def _share_prompt(self, d: _Decoding, s: int, out_index: int) -> list[_Slot]:
+    def _share_prompt(self, d: DecodeState, s: int, out_index: int) -> list[Slot]:
         """Slot `s` has just decoded its whole prompt: give it to the slots waiting for it.
         Each copies the stream and samples its first token from the same logits (its own
         sampler), exactly as if it had prefilled the prompt itself. Returns finished slots."""
@@ -438,7 +366,7 @@ class LlamaModel:
                 finished.append(follower)
         return finished
 
-    def _fill_batch(self, batch: Any, slots: list[_Slot | None]) -> list[tuple[int, int]]:
+    def _fill_batch(self, batch: Any, slots: list[Slot | None]) -> list[tuple[int, int]]:
         """Put each slot's next token (or its next prompt chunk) into `batch`, in slot order;
         return (slot, batch index) for the positions whose logits we sample from."""
         n = 0
@@ -476,7 +404,7 @@ class LlamaModel:
         return outputs
 
     @staticmethod
-    def _release(d: _Decoding, slot: _Slot) -> None:
+    def _release(d: DecodeState, slot: Slot) -> None:
         """A finished slot: store its result, free its sampler, and empty its KV stream unless a
         waiting job can still take its prompt from there."""
         s = next(i for i, other in enumerate(d.slots) if other is slot)
@@ -487,7 +415,7 @@ class LlamaModel:
             d.held[s] = None
         d.slots[s] = None
 
-    def _advance(self, slot: _Slot, token: int) -> DecodeResult | None:
+    def _advance(self, slot: Slot, token: int) -> DecodeResult | None:
         """Record a sampled token; return the result when the sequence is finished."""
         if llama_cpp.llama_vocab_is_eog(self.vocab, token):
             return self._finish(slot, "stop")
@@ -506,22 +434,7 @@ class LlamaModel:
         slot.next_token = token
         return None
 
-    def _finish(self, slot: _Slot, reason: str, flush: bool = True) -> DecodeResult:
+    def _finish(self, slot: Slot, reason: str, flush: bool = True) -> DecodeResult:
         text = slot.text + (slot.decoder.decode(b"", True) if flush else "")
         slot.result = DecodeResult(text, slot.tokens, len(slot.job.prompt), reason, time.perf_counter() - slot.started)
         return slot.result
-
-
-def _make_sampler(job: DecodeJob) -> Any:
-    """A sampler chain for one sequence: greedy at temperature 0, else top-p, temperature and
-    a seeded draw (the order llama.cpp's own samplers use)."""
-    chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
-    if job.temperature <= 0:
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
-        return chain
-    if job.top_p < 1.0:
-        llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_top_p(job.top_p, 1))
-    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_temp(job.temperature))
-    # 0xFFFFFFFF means "pick a random seed" to llama.cpp; keep seeds below it.
-    llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(job.seed % 0xFFFFFFFF))
-    return chain

@@ -49,7 +49,8 @@ from ..errors import ConfigError, EngineError
 from ..types import ChatRequest, Completion, GenerationSettings, Message
 from .base import TimedEngine
 from .embedded import resolve_gguf
-from .llama_batch import DecodeJob, LlamaModel
+from .llama_batch import LlamaModel
+from .llama_sequences import DecodeJob
 from .requantize import requantized_gguf
 
 TEMPLATE_KEY = "tokenizer.chat_template"
