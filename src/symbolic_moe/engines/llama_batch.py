@@ -7,11 +7,12 @@ slot, so the batched and one-at-a-time paths share every setting.
 
 Design choices (why):
 - The KV cache is by default *not* unified for full-attention models (SmolLM2): each slot gets
-  its own stream of `n_ctx_seq` cells, so a token attends only to its own sequence's cells. A
-  unified cache makes every token scan all sequences' cells (masked), which costs more as
-  generations grow. Sliding-window models (Gemma-3) get a unified cache: their per-stream
-  sliding-window cache decoded batches ~40 % slower. In a unified cache the micro-batches mix
-  sequences freely, so prompts prefilled together round differently than prefilled alone.
+  its own stream of `n_ctx_seq` cells, so a token attends only to its own sequence's cells, and
+  batched greedy texts match one-at-a-time decoding (16/16 measured; with a unified cache 0/16,
+  at the same speed). Sliding-window models (Gemma-3) get a unified cache: with one stream per
+  sequence their batches decoded ~20 % slower (59 vs 70 tok/s, BENCHMARKS.md g). In a unified
+  cache the micro-batches mix sequences freely, so prompts prefilled together round differently
+  than prefilled alone.
 - Non-unified caches split a batch into micro-batches of consecutive sequence ids (llama.cpp's
   `split_equal(sequential=true)`), so tokens are always added in slot order; an empty slot (only
   at the tail, when no job is waiting) costs one extra micro-batch per step.
@@ -35,9 +36,9 @@ Design choices (why):
   a slot (admitted while the prompt was prefilling) copies the donor's stream at once
   (`llama_memory_seq_cp`: across streams llama.cpp copies the whole buffer at the next decode,
   before that decode writes anything; in a unified cache it only tags the cells); a job still
-  waiting keeps its first token and, when it is
-  admitted, takes the prompt's cells from any stream that still holds them - a finished one as it
-  is, a busy one by copy - and drops the cells after the prompt (`llama_memory_seq_rm`). Its KV
+  waiting keeps its first token and, when it is admitted, takes the prompt's cells from any
+  stream that still holds them - a finished one as it is, a busy one by copy - and drops the
+  cells after the prompt (`llama_memory_seq_rm`). Its KV
   cache and first logits are then bit-identical to its own prefill, so outputs equal the unshared
   path's. (Re-decoding the last prompt token in the follower instead was tried: rows decoded
   alone round differently from a long prefill and greedy texts drifted.) A finished stream is kept
@@ -109,10 +110,9 @@ class LlamaModel:
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_threads = n_threads
         self.flash_attn = flash_attn
-        # One KV buffer for all sequences makes every token scan all sequences' cells, which
-        # costs SmolLM2 ~15 %; but Gemma-3's sliding-window cache with one stream per sequence
-        # decodes batches ~40 % slower than unified (measured, BENCHMARKS.md). Auto: unified
-        # for sliding-window models only.
+        # Auto: unified for sliding-window models only (see the module docstring; measured in
+        # BENCHMARKS.md g): Gemma-3 decodes batches ~20 % faster unified, SmolLM2 is no faster
+        # unified and keeps greedy texts equal to one-at-a-time decoding only with streams.
         arch = self.meta("general.architecture") or ""
         sliding = self.meta(f"{arch}.attention.sliding_window") is not None
         self.kv_unified = sliding if kv_unified is None else kv_unified

@@ -14,7 +14,8 @@ relative to the working directory, then to `data_dir`). Options (all optional):
 - `use_mmap` (True); `flash_attn` (True, unlike `llama_cpp.Llama`: see llama_batch.py for why).
 - `n_seq_max` or its alias `batch_size` (16): sequences decoded in parallel.
 - `kv_unified` (auto): one KV buffer for all sequences instead of one stream each. Auto turns it
-  on for sliding-window models (Gemma-3), where it is faster; it is slower for SmolLM2
+  on for sliding-window models (Gemma-3), where batches decode ~20 % faster; full-attention
+  models keep one stream each, which keeps batched greedy texts equal to one-at-a-time ones
   (BENCHMARKS.md, engine speed).
 - `requantize` (none): load a cached re-quantised copy of the GGUF instead, e.g. "q4_0" (faster
   batched CPU kernels); see requantize.py. It changes the model's numbers, so its answers.

@@ -4,8 +4,9 @@ Why: at load, llama.cpp repacks Q4_0 (also Q4_K, IQ4_NL) weights into interleave
 AVX2 matrix kernels multiply several rows at once, so batched decoding and prefill really share
 the weight reads. The shipped SmolLM2 is Q4_1 and Gemma-3-270M keeps its 262k-token embedding in
 Q6_K/Q8_0, which have no such kernel. BENCHMARKS.md measures speed and answer agreement.
-The file is written once next to nothing else (a cache folder), named after the source file's
-identity, so a changed source is re-quantised again and a killed run leaves no half-written model.
+The copy is written once into a cache folder, named after the source file's identity (path, size,
+mtime), so a changed source is re-quantised again; it is written under a temporary name and
+renamed, so a killed run leaves no half-written model.
 """
 
 from __future__ import annotations
