@@ -4,86 +4,18 @@ how many requests are in flight at once."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from fault_server import FaultServer, Reply, echo
 
 from symbolic_moe.engines import create_engine
 from symbolic_moe.engines.openai import OpenAIEngine
 from symbolic_moe.errors import ConfigError, EngineError
 from symbolic_moe.types import ChatRequest, GenerationSettings
-
-# One scripted answer: (HTTP status, JSON body, seconds to wait before answering).
-Reply = tuple[int, Any, float]
-
-
-def chat_reply(text: str, prompt_tokens: int = 7, completion_tokens: int = 3) -> dict[str, Any]:
-    return {
-        "object": "chat.completion",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
-    }
-
-
-class FaultServer:
-    """Answers each POST /chat/completions with `script(call_number, body)`; records bodies,
-    headers and the largest number of requests in flight at once."""
-
-    def __init__(self, script: Callable[[int, dict[str, Any]], Reply]) -> None:
-        self.script = script
-        self.bodies: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output quiet
-                pass
-
-            def do_GET(self) -> None:
-                self._send(200, {"object": "list", "data": [{"id": "fake"}]})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with owner.lock:
-                    call = len(owner.bodies)
-                    owner.bodies.append(body)
-                    owner.headers.append(dict(self.headers))
-                    owner.in_flight += 1
-                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
-                status, reply, delay = owner.script(call, body)
-                time.sleep(delay)
-                with owner.lock:
-                    owner.in_flight -= 1
-                with contextlib.suppress(OSError):  # the client may have given up (timeout test)
-                    self._send(status, reply)
-
-            def _send(self, status: int, reply: Any) -> None:
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -103,10 +35,6 @@ def engine_for(url: str, **options: Any) -> OpenAIEngine:
     engine = create_engine("openai", "fake-model", {"base_url": url, "data_dir": None, "backoff": 0.01, **options})
     assert isinstance(engine, OpenAIEngine)
     return engine
-
-
-def echo(call: int, body: dict[str, Any]) -> Reply:
-    return 200, chat_reply("echo: " + body["messages"][-1]["content"]), 0.0
 
 
 SETTINGS = GenerationSettings(temperature=0.0, max_tokens=16, seed=11)

@@ -413,6 +413,11 @@ class Scheduler:
         return _ProgressContext(label, total, self.progress)
 
     @property
+    def failed_jobs(self) -> int:
+        """Jobs answered without a generation so far (a model failed); grows with every such job."""
+        return sum(u.failed for u in self.usage.values())
+
+    @property
     def loads(self) -> int:
         return sum(u.loads for u in self.usage.values())
 
