@@ -286,15 +286,26 @@ class Scheduler:
         results: dict[str, Completion] = self.store.get_many({k for k, _ in keyed})
         todo: dict[str, Job] = {k: j for k, j in keyed if k not in results}
         with self._lock:
+            seen: set[str] = set()
             for key, job in keyed:
-                if key in results:
+                # Served without a generation of its own: stored already, or the same request
+                # asked twice in this call (generated once, so generated + reused == jobs).
+                if key in results or key in seen:
                     self.usage[job.model].reused += 1
+                if key in results:
                     self._account(key, job.model, results[key])
+                seen.add(key)
         sizes: dict[str, int] = defaultdict(int)
         for job in todo.values():
             sizes[job.model] += 1
         self.plans.append(
-            {"label": label, "mode": self.mode, "jobs": len(jobs), "reused": len(jobs) - len(todo), "groups": sizes}
+            {
+                "label": label,
+                "mode": self.mode,
+                "jobs": len(jobs),
+                "reused": len(jobs) - len(todo),
+                "groups": sizes,
+            }
         )
         if todo:
             with self._progress(label, len(todo)) as advance:
