@@ -43,6 +43,7 @@ ETR's MetaLM on this backend (a `transformers:` prefix on the meta model referen
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import inspect
 import io
@@ -96,6 +97,16 @@ def _torch() -> Any:
     except ImportError as exc:
         raise EngineError(f"the transformers engine needs PyTorch and transformers: {INSTALL} ({exc})") from exc
     return torch
+
+
+def _trim_heap() -> None:
+    """Give freed heap memory back to the OS. glibc keeps freed blocks below its (adaptive, up
+    to 32 MB) mmap threshold in the heap, where most weight tensors of a small model live, so
+    without this an unloaded model's memory stays in the process."""
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def locate(model: str, config: TransformersOptions) -> tuple[str, str | None, dict[str, Any]]:
@@ -212,6 +223,7 @@ class TransformersEngine(TimedEngine):
             self.tokenizer = None
             self.__dict__.pop("end_ids", None)
             gc.collect()  # the model's tensors go now, not at some later collection
+            _trim_heap()
             torch = _torch()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
