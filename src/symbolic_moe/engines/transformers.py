@@ -56,11 +56,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
-from ..errors import ConfigError, EngineError
+from ..errors import EngineError
 from ..types import ChatRequest, Completion, GenerationSettings, Message
-from .base import TimedEngine
+from .base import EngineOptions, TimedEngine, file_identity
 from .embedded import is_embedded, resolve_gguf
 from .llama_cpp import PLAIN_STOP, merge_system, render_plain, with_system_prompt
 
@@ -69,12 +69,9 @@ INSTALL = "pip install 'transformers>=5,<6' 'accelerate>=1.1' (both are symbolic
 END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<|end_of_text|>")
 
 
-class TransformersOptions(BaseModel):
+class TransformersOptions(EngineOptions):
     """The options this engine accepts; see the module docstring for which change outputs."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    data_dir: str | None = None
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = "float32"
     gguf_file: str | None = None
     revision: str | None = None
@@ -103,28 +100,30 @@ def _trim_heap() -> None:
     """Give freed heap memory back to the OS. glibc keeps freed blocks below its (adaptive, up
     to 32 MB) mmap threshold in the heap, where most weight tensors of a small model live, so
     without this an unloaded model's memory stays in the process."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
         ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def locate(model: str, config: TransformersOptions) -> tuple[str, str | None, dict[str, Any]]:
     """(folder or hub id, GGUF file name or None, identity of the weights) for `model`."""
     if is_embedded(model) or model.endswith(".gguf"):
         path = resolve_gguf(model, config.data_dir)
-        stat = path.stat()
-        return str(path.parent), path.name, {"path": str(path), "size": stat.st_size, "mtime": stat.st_mtime}
+        return str(path.parent), path.name, {"file": file_identity(path)}
     folder = Path(model).expanduser()
     if not folder.is_dir() and config.data_dir and not folder.is_absolute():
         folder = Path(config.data_dir) / model
     if folder.is_dir():
-        marker = folder / (config.gguf_file or "config.json")
-        if not marker.is_file():
-            raise EngineError(f"model folder {folder} has no {marker.name}")
-        stat = marker.stat()
-        return str(folder.resolve()), config.gguf_file, {"path": str(marker.resolve()), "mtime": stat.st_mtime}
-    return model, config.gguf_file, {"hub": model, "revision": config.revision}
+        if config.gguf_file:
+            files = [folder / config.gguf_file]
+        else:
+            weights = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("*.bin"))
+            files = [folder / "config.json", *weights]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing or len(files) < 2 and not config.gguf_file:
+            raise EngineError(f"model folder {folder} lacks {', '.join(missing) or 'weight files'}")
+        return str(folder.resolve()), config.gguf_file, {"files": [file_identity(f) for f in files]}
+    # A hub id: its revision (an output option) names the weights.
+    return model, config.gguf_file, {"hub": model}
 
 
 def pick_token(logits: Any, temperature: float, top_p: float, generator: Any) -> int:
@@ -162,29 +161,23 @@ class _Row:
 
 @dataclass
 class TransformersEngine(TimedEngine):
+    Options = TransformersOptions
+    output_options = OUTPUT_OPTIONS
     kind: str = "transformers"
-    config: TransformersOptions = field(init=False, repr=False)
     net: Any = field(default=None, init=False, repr=False)  # the PreTrainedModel
     tokenizer: Any = field(default=None, init=False, repr=False)
-    _weights: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
     _cache_arg: str = field(default="past_key_values", init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    Options = TransformersOptions
-    output_options = OUTPUT_OPTIONS
+    @property
+    def config(self) -> TransformersOptions:
+        """The validated options (typed)."""
+        assert isinstance(self.opts, TransformersOptions)
+        return self.opts
 
-    def __post_init__(self) -> None:
-        try:
-            self.config = TransformersOptions.model_validate(self.options)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"transformers options for model '{self.model}': {problems}") from exc
-
-    def identity(self) -> dict[str, Any]:
-        """What decides this engine's outputs: the weights and the output-changing options."""
-        _, _, weights = locate(self.model, self.config)
-        chosen = self.config.model_dump(include=set(OUTPUT_OPTIONS))
-        return {"kind": self.kind, "model": self.model, "weights": weights, "options": chosen}
+    def model_identity(self) -> dict[str, Any]:
+        """The weights `model` points at: GGUF or weight files (path, size, mtime), or a hub id."""
+        return locate(self.model, self.config)[2]
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -197,7 +190,7 @@ class TransformersEngine(TimedEngine):
             transformers.utils.logging.disable_progress_bar()
         if self.config.n_threads:
             torch.set_num_threads(self.config.n_threads)
-        source, gguf_file, self._weights = locate(self.model, self.config)
+        source, gguf_file, _ = locate(self.model, self.config)
         kwargs: dict[str, Any] = {"revision": self.config.revision}
         if gguf_file:
             kwargs["gguf_file"] = gguf_file
@@ -276,29 +269,12 @@ class TransformersEngine(TimedEngine):
 
     # --- generation --------------------------------------------------------------------------
 
-    def _generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
-        out: list[Completion | None] = [None] * len(requests)
-        for index, completion in self._each(requests, settings):
-            out[index] = completion
-        return [c for c in out if c is not None]
-
-    def generate_each(
-        self, requests: Sequence[ChatRequest], settings: GenerationSettings
+    def _generate_each(
+        self, requests: list[ChatRequest], settings: GenerationSettings
     ) -> Iterator[tuple[int, Completion]]:
-        """(index in `requests`, completion) for every request, as each finishes."""
-        if not requests:
-            return
-        self.load()
-        start, done = time.perf_counter(), []
-        try:
-            for index, completion in self._each(list(requests), settings):
-                done.append(completion)
-                yield index, completion
-        finally:
-            self.stats.add(done, time.perf_counter() - start)
-
-    def _each(self, requests: list[ChatRequest], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
-        # One model must not run two decodes at once (the server may call from several threads).
+        """(index in `requests`, completion) for every request, as each finishes. One model must
+        not run two decodes at once (the server may call from several threads): the lock is held
+        until the iterator is exhausted or closed."""
         with self._lock:
             if self.net is None:
                 raise EngineError(f"{self.model}: the engine was unloaded during generation")
@@ -328,8 +304,7 @@ class TransformersEngine(TimedEngine):
                     )
                     for i in order[first : first + size]
                 ]
-                with torch.inference_mode():
-                    yield from self._decode_batch(rows, settings)
+                yield from self._decode_batch(rows, settings)
 
     def _decode_batch(self, rows: list[_Row], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
         """Prefill the left-padded prompts together, then decode one token per live row per step;
@@ -346,7 +321,7 @@ class TransformersEngine(TimedEngine):
         # Positions count real tokens only, so a padded row sees the positions it would see alone.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         mask = mask.to(device)
-        out = self.net(
+        out = self._forward(
             input_ids=ids.to(device), attention_mask=mask, position_ids=positions.to(device), logits_to_keep=1
         )
         cache, logits = cache_of(out), out.logits[:, -1, :]
@@ -373,13 +348,18 @@ class TransformersEngine(TimedEngine):
                 mask, position = mask[select], position[select]
                 live = [live[j] for j in keep]
             mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=-1)
-            out = self.net(
+            out = self._forward(
                 input_ids=torch.tensor(picks, device=device)[:, None],
                 attention_mask=mask,
                 position_ids=position,
                 **{self._cache_arg: cache},
             )
             cache, logits, position = cache_of(out), out.logits[:, -1, :], position + 1
+
+    def _forward(self, **inputs: Any) -> Any:
+        # Inference mode per call, never across a `yield` (it is thread state the caller would inherit).
+        with _torch().inference_mode():
+            return self.net(**inputs)
 
     def _advance(self, row: _Row, token: int, stop: tuple[str, ...]) -> str | None:
         """Record a sampled token; the finish reason when the row is done, else None."""
