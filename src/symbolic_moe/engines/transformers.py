@@ -408,9 +408,10 @@ class TransformersEngine(TimedEngine):
             return out.last_hidden_state[0].float().cpu().numpy()
 
     def head(self) -> np.ndarray:
-        """The output matrix W_V (vocab x d, float32): logits = W_V @ h."""
+        """The output matrix W_V (vocab x d, float32): logits = W_V @ h. A copy, so it outlives
+        an unload and never aliases the model's weights."""
         self.load()
-        return self.net.get_output_embeddings().weight.detach().float().cpu().numpy()
+        return np.array(self.net.get_output_embeddings().weight.detach().float().cpu(), dtype=np.float32)
 
     def logits(self, tokens: Sequence[int]) -> np.ndarray:
         """The model's own next-token logits after `tokens` (vocab,), through its full forward."""

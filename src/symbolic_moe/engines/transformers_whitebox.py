@@ -35,6 +35,14 @@ class TransformersMetaLM(MetaLM):
     _cache: Any = field(default=None, init=False, repr=False)
     _last: np.ndarray | None = field(default=None, init=False, repr=False)
 
+    @classmethod
+    def on_engine(cls, engine: TransformersEngine, n_ctx: int = 4096) -> TransformersMetaLM:
+        """A meta model on an existing engine: one copy of the weights serves generation and ETR."""
+        config = engine.config
+        lm = cls(TRANSFORMERS_PREFIX + engine.model, n_ctx=n_ctx, device=config.device, dtype=config.dtype)
+        lm.__dict__["engine"] = engine  # fills the cached property
+        return lm
+
     @property
     def backend_ref(self) -> str:
         """The model reference without the backend prefix."""
