@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -211,3 +212,11 @@ def test_scheduler_runs_a_config_with_the_transformers_engine(tmp_path: Path) ->
     bad.write_text(config_file.read_text().replace("batch_size", "batch_sise"))
     with pytest.raises(ConfigError, match="pool.smol.*batch_sise"):
         load_config(bad)
+
+
+def test_missing_transformers_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
+    engine = create_engine("transformers", SMOL, {})
+    with pytest.raises(EngineError, match=r"pip install 'transformers>=5,<6'"):
+        engine.load()
+    assert not engine.loaded

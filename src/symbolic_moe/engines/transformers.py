@@ -411,7 +411,7 @@ class TransformersEngine(TimedEngine):
         """The output matrix W_V (vocab x d, float32): logits = W_V @ h. A copy, so it outlives
         an unload and never aliases the model's weights."""
         self.load()
-        return np.array(self.net.get_output_embeddings().weight.detach().float().cpu(), dtype=np.float32)
+        return self.net.get_output_embeddings().weight.detach().float().cpu().numpy().copy()
 
     def logits(self, tokens: Sequence[int]) -> np.ndarray:
         """The model's own next-token logits after `tokens` (vocab,), through its full forward."""
