@@ -10,11 +10,13 @@
   quantised kernels and so may the texts;
 - a local model folder (config.json + safetensors), or one holding GGUF files with `gguf_file`;
 - a hub id (`HuggingFaceTB/SmolLM2-135M-Instruct`), read from the local hub cache or downloaded
-  by transformers as usual (`revision` pins it).
+  by transformers as usual. Pin `revision`: the store key sees the hub id and revision only, not
+  an upstream change of the weights.
 
 Options (TransformersOptions; anything else is a configuration error):
 - output-changing: `dtype` ("float32"; "bfloat16"/"float16" for GPUs, "auto" = the checkpoint's),
-  `gguf_file`, `revision`, `chat_template` (Jinja source replacing the model's), `system_prompt`
+  `gguf_file`, `revision`, `chat_template` (Jinja source replacing the model's; "" forces the
+  plain prompt), `system_prompt`
   (a system message before every request, merged with a request's own), `n_ctx` (prompt plus
   completion; default the model's `max_position_embeddings`; a longer prompt is an EngineError,
   never truncated).
@@ -202,8 +204,9 @@ class TransformersEngine(TimedEngine):
                 tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
                 net = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
             net.to(self.config.device).eval()
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise EngineError(f"transformers could not load '{self.model}': {exc}") from exc
+        except (OSError, ValueError, RuntimeError, KeyError, AssertionError) as exc:
+            # AssertionError: torch's "not compiled with CUDA enabled" for a device it lacks.
+            raise EngineError(f"transformers could not load '{self.model}' on {self.config.device}: {exc}") from exc
         if self.config.chat_template is not None:
             tokenizer.chat_template = self.config.chat_template
         self.net, self.tokenizer = net, tokenizer
