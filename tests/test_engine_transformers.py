@@ -62,16 +62,22 @@ def _requests() -> list[ChatRequest]:
     ]
 
 
-@pytest.fixture(scope="module")
-def smol() -> Iterator[TransformersEngine]:
+@pytest.fixture(scope="module", autouse=True)
+def _torch_threads() -> Iterator[None]:
+    """`n_threads` is process-wide: give the other test modules their thread count back."""
     import torch
 
-    threads = torch.get_num_threads()  # n_threads is process-wide: give it back afterwards
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def smol() -> Iterator[TransformersEngine]:
     engine = create_engine("transformers", SMOL, OPTIONS)
     assert isinstance(engine, TransformersEngine)
     yield engine
     engine.unload()
-    torch.set_num_threads(threads)
 
 
 def test_batch_of_chats_with_token_counts_and_greedy_equal_to_one_at_a_time(smol: TransformersEngine) -> None:
