@@ -16,10 +16,9 @@
 Options (TransformersOptions; anything else is a configuration error):
 - output-changing: `dtype` ("float32"; "bfloat16"/"float16" for GPUs, "auto" = the checkpoint's),
   `gguf_file`, `revision`, `chat_template` (Jinja source replacing the model's; "" forces the
-  plain prompt), `system_prompt`
-  (a system message before every request, merged with a request's own), `n_ctx` (prompt plus
-  completion; default the model's `max_position_embeddings`; a longer prompt is an EngineError,
-  never truncated).
+  plain prompt), `system_prompt` (a system message before every request, merged with a
+  request's own), `n_ctx` (prompt plus completion; default the model's
+  `max_position_embeddings`; a longer prompt is an EngineError, never truncated).
 - speed-only: `device` ("cpu"; "cuda", "cuda:1", "mps"), `batch_size` (8: sequences per forward
   pass), `n_threads` (torch's intra-op threads; process-wide, so set it on one engine only),
   `verbose` (transformers' logs and progress bars).
@@ -29,8 +28,10 @@ sorted by prompt length and run `batch_size` at a time, left-padded, with explic
 (so padding shifts nothing) and a KV cache from which finished rows are dropped. Each request
 samples with its own `torch.Generator` seeded `settings.seed + request.sample`, so a sampled text
 does not depend on which requests share its batch (`model.generate` draws from one global
-generator). Greedy at temperature 0; otherwise top-p on the untempered distribution, then
-temperature (llama.cpp's order, as the llama_cpp engine). An end-of-turn token (EOS, or a chat
+generator). In float32 on CPU batched texts equal one-at-a-time texts, greedy and sampled (tests,
+BENCHMARKS.md); in half precision on a GPU, kernels for other batch shapes may round differently.
+Greedy at temperature 0; otherwise top-p on the untempered distribution, then temperature
+(llama.cpp's order, as the llama_cpp engine). An end-of-turn token (EOS, or a chat
 marker such as <|im_end|>/<end_of_turn> that llama.cpp also treats as end of generation) ends a
 text and is not counted; a stop string cuts the text (finish "stop"); the token limit gives
 "length". Prompts use the tokenizer's chat template via `apply_chat_template`; a template that
