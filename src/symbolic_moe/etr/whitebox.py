@@ -26,6 +26,8 @@ import numpy as np
 from ..errors import EngineError
 
 Messages = Sequence[dict[str, str]]
+# A meta model reference with this prefix runs on PyTorch (engines/transformers_whitebox.py).
+TRANSFORMERS_PREFIX = "transformers:"
 
 
 def resolve_model_path(ref: str) -> Path:
@@ -64,6 +66,15 @@ class MetaLM:
     n_batch: int = 512
     _llm: Any = field(default=None, init=False, repr=False)
     _tokens: list[int] = field(default_factory=list, init=False, repr=False)
+
+    def __new__(cls, ref: str = "embedded:smollm2", *args: Any, **kwargs: Any) -> MetaLM:
+        # The backend follows the reference: "transformers:<model>" is the PyTorch one, with the
+        # same interface, so every `MetaLM(meta_ref)` in ETR can take either.
+        if cls is MetaLM and ref.startswith(TRANSFORMERS_PREFIX):
+            from ..engines.transformers_whitebox import TransformersMetaLM
+
+            cls = TransformersMetaLM
+        return super().__new__(cls)
 
     @cached_property
     def path(self) -> Path:
