@@ -136,6 +136,7 @@ def test_finished_answers_of_a_batch_survive_a_failing_request(tmp_path: Path) -
     assert report["failed"][0]["generations_missing"] == 1
 
 
+@pytest.mark.slow  # every method over a local HTTP server: about a minute on a loaded machine
 def test_every_method_copes_with_a_missing_expert(tmp_path: Path, switchable) -> None:
     """Each method runs with one pool model failing for good: its answers count as unparseable,
     later rounds (discussion, aggregation, refinement) get no text for them, nothing crashes."""
