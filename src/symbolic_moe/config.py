@@ -63,6 +63,25 @@ class RecruitConfig(_Strict):
     embedding_model: str = "all-MiniLM-L6-v2"
 
 
+class RouterConfig(_Strict):
+    """The learned router (SPEC 10; methods router_single / router_vote / router_cascade). Defaults
+    chosen by cross-validation on the validation split (BENCHMARKS.md, learned routing)."""
+
+    # prior: overall accuracy only; skills: per category/skill; knn: embedding neighbours;
+    # clusters: k-means clusters (Avengers-style); logistic: logistic regression on embeddings
+    kind: Literal["prior", "skills", "knn", "clusters", "logistic"] = "knn"
+    k_max: int = Field(5, ge=1, description="router_cascade: at most this many experts per question")
+    margin: float = Field(
+        3.0, ge=0, description="router_cascade: stop once the leading answer's log-odds margin reaches it"
+    )
+    fit_splits: list[str] = Field(default_factory=lambda: ["validation"], min_length=1)
+    cross_fit_folds: int = Field(0, ge=0, description="K > 1: also fit on the scored split by K-fold cross-fitting")
+    strength: float = Field(10.0, gt=0, description="shrinkage: questions the coarser estimate counts as")
+    neighbours: int = Field(20, ge=1, description="knn: labelled neighbours per question")
+    clusters: int = Field(8, ge=1, description="clusters: k-means clusters")
+    c: float = Field(0.1, gt=0, description="logistic: inverse L2 strength")
+
+
 class AggregatorConfig(_Strict):
     method: Literal["llm", "majority", "weighted"] = "llm"
     model: str | None = None  # fixed aggregator; None: chosen by the synthetic benchmark
@@ -90,6 +109,7 @@ class RunConfig(_Strict):
     keywords: KeywordConfig = KeywordConfig()
     recruit: RecruitConfig = RecruitConfig()
     aggregator: AggregatorConfig = AggregatorConfig()
+    router: RouterConfig = RouterConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     method_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -100,6 +120,11 @@ class RunConfig(_Strict):
         both = set(self.pool) & set(self.models)
         if both:
             raise ValueError(f"models: names also used in pool: {sorted(both)}")
+        scored = self.benchmark.test
+        if scored in self.router.fit_splits:
+            raise ValueError(f"router.fit_splits: '{scored}' is the split being scored (benchmark.test)")
+        if self.router.cross_fit_folds == 1:
+            raise ValueError("router.cross_fit_folds: 0 (off) or at least 2 folds")
         return self
 
     def spec(self, name: str) -> ModelSpec:
