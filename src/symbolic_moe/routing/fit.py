@@ -117,8 +117,8 @@ def training_set(run: Run) -> tuple[Signals, np.ndarray]:
         parts, ys = [], []
         for split in run.config.router.fit_splits:
             questions = fit_questions(run, split)
+            ys.append(labels(run, split, questions))  # first: a model without outputs fails before embedding
             parts.append(signals(run, split, questions))
-            ys.append(labels(run, split, questions))
         return Signals.concat(parts), np.concatenate(ys)
 
     return _cached(run, ("training", tuple(run.config.router.fit_splits)), compute)
