@@ -64,21 +64,22 @@ class RecruitConfig(_Strict):
 
 
 class RouterConfig(_Strict):
-    """The learned router (SPEC 10; methods router_single / router_vote / router_cascade). Defaults
-    chosen by cross-validation on the validation split (BENCHMARKS.md, learned routing)."""
+    """The learned router (SPEC 10; methods router_single / router_vote / router_cascade). Defaults:
+    the best setting of a 5-fold cross-validation on the small16 pool's validation split (cascade
+    accuracy within 4 calls per question; BENCHMARKS.md, learned routing)."""
 
     # prior: overall accuracy only; skills: per category/skill; knn: embedding neighbours;
     # clusters: k-means clusters (Avengers-style); logistic: logistic regression on embeddings
-    kind: Literal["prior", "skills", "knn", "clusters", "logistic"] = "knn"
+    kind: Literal["prior", "skills", "knn", "clusters", "logistic"] = "clusters"
     k_max: int = Field(5, ge=1, description="router_cascade: at most this many experts per question")
     margin: float = Field(
-        3.0, ge=0, description="router_cascade: stop once the leading answer's log-odds margin reaches it"
+        5.0, ge=0, description="router_cascade: stop once the leading answer's log-odds margin reaches it"
     )
     fit_splits: list[str] = Field(default_factory=lambda: ["validation"], min_length=1)
     cross_fit_folds: int = Field(0, ge=0, description="K > 1: also fit on the scored split by K-fold cross-fitting")
-    strength: float = Field(10.0, gt=0, description="shrinkage: questions the coarser estimate counts as")
+    strength: float = Field(20.0, gt=0, description="shrinkage: questions the coarser estimate counts as")
     neighbours: int = Field(20, ge=1, description="knn: labelled neighbours per question")
-    clusters: int = Field(8, ge=1, description="clusters: k-means clusters")
+    clusters: int = Field(4, ge=1, description="clusters: k-means clusters")
     c: float = Field(0.1, gt=0, description="logistic: inverse L2 strength")
 
 
