@@ -81,3 +81,21 @@ def test_router_methods_on_replay(tmp_path):
     # cascade: a question stops before k_max only once the weighted margin passed or was decided
     assert sum(len(p.detail["experts"]) for p in casc.predictions) == casc.calls
     assert (tmp_path / "run").exists() and (Path(run.config.store_path()).parent / "question_embeddings.npz").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(DATA is None or not (DATA / "replay" / "mmlu_pro").is_dir(), reason="shared data not found")
+def test_new_questions_get_the_same_prediction_as_the_scored_split(tmp_path):
+    """The server path: predictions for a batch of new questions come from the same fitted router."""
+    raw = {
+        "out": str(tmp_path / "run"),
+        "benchmark": {"path": "benchmarks/mmlu_pro", "limit": 12, "validation_limit": 40},
+        "keywords": {"skills_from_field": "category"},
+        "scheduler": {"progress": False},
+        "router": {"kind": "knn"},
+        "pool": {m: {"engine": "replay", "model": f"replay/mmlu_pro/{m}.jsonl.gz"} for m in MODELS},
+    }
+    run = Run(parse_config(raw))
+    scored = router_fit.predict_scored(run)
+    batch = router_fit.predict(run, run.test[3:7])
+    assert batch.shape == (4, len(MODELS)) and abs(batch - scored[3:7]).max() < 1e-9

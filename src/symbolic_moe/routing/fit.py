@@ -140,14 +140,32 @@ def predict_scored(run: Run) -> np.ndarray:
         train, y = training_set(run)
         scored = signals(run, run.config.benchmark.test, run.test)
         if not cfg.cross_fit_folds:
-            return make_predictor(run).fit(train, y).predict(scored)
+            return fitted(run).predict(scored)
         y_scored = labels(run, run.config.benchmark.test, run.test)
         fold = cross_fit_folds(len(run.test), cfg.cross_fit_folds, run.config.seed)
         out = np.zeros(y_scored.shape)
         for f in range(cfg.cross_fit_folds):
             held, rest = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
-            fitted = make_predictor(run).fit(Signals.concat([train, scored.take(rest)]), np.vstack([y, y_scored[rest]]))
-            out[held] = fitted.predict(scored.take(held))
+            fold_router = make_predictor(run).fit(
+                Signals.concat([train, scored.take(rest)]), np.vstack([y, y_scored[rest]])
+            )
+            out[held] = fold_router.predict(scored.take(held))
         return out
 
     return _cached(run, ("scored", run.config.router.model_dump_json()), compute)
+
+
+def fitted(run: Run) -> Predictor:
+    """The router fitted on the `router.fit_splits` (cached per run and router settings)."""
+
+    def compute() -> Predictor:
+        train, y = training_set(run)
+        return make_predictor(run).fit(train, y)
+
+    return _cached(run, ("fitted", run.config.router.model_dump_json()), compute)
+
+
+def predict(run: Run, questions: Sequence[Question], label: str = "requests") -> np.ndarray:
+    """Predicted correctness of any new questions (e.g. a server's batch), from the router fitted
+    on the fit splits; their skills come from the keyword step (`label` names them in the store)."""
+    return fitted(run).predict(signals(run, label, questions))
