@@ -41,14 +41,18 @@ def run_methods(config: str, sets: list[str], out: Path, methods: list[str], see
     return evaluate(Run(cfg), methods, seeds)["methods"]
 
 
-def cross_validate(config: str, skills: str, seeds: list[int], work: Path) -> dict[str, float]:
-    """Routing accuracy per weighting with profiles from one half of validation, scored on the other."""
+def cross_validate(
+    config: str, skills: str, seeds: list[int], work: Path, variants: dict[str, list[str]] | None = None
+) -> dict[str, float]:
+    """Routing accuracy per variant (default: per weighting; a variant is a list of `--set`s) with
+    profiles from one half of validation, scored on the other half, then swapped."""
+    variants = variants or {w: [f"recruit.weighting={w}"] for w in WEIGHTINGS}
     cfg = load_config(ROOT / config)
     from symbolic_moe.config import resolve_data_dir
 
     questions = load_split(cfg.benchmark.path, "validation", resolve_data_dir(cfg))
     halves = [questions[0::2], questions[1::2]]
-    scores: dict[str, list[float]] = {w: [] for w in WEIGHTINGS}
+    scores: dict[str, list[float]] = {v: [] for v in variants}
     for fold in (0, 1):
         folder = work / f"fold{fold}"
         folder.mkdir(parents=True, exist_ok=True)
@@ -56,10 +60,10 @@ def cross_validate(config: str, skills: str, seeds: list[int], work: Path) -> di
             with (folder / f"{name}.jsonl").open("w") as f:
                 for q in part:
                     f.write(json.dumps({**q.extra, **q.model_dump(exclude={"extra"})}) + "\n")
-        for weighting in WEIGHTINGS:
-            sets = skill_settings(skills) + [f"benchmark.path={folder}", f"recruit.weighting={weighting}"]
-            result = run_methods(config, sets, work / f"fold{fold}-{weighting}", ["symbolic_moe_vote"], seeds)
-            scores[weighting].append(result["symbolic_moe_vote"]["accuracy"])
+        for name, extra in variants.items():
+            sets = skill_settings(skills) + [f"benchmark.path={folder}"] + extra
+            result = run_methods(config, sets, work / f"fold{fold}-{name}", ["symbolic_moe_vote"], seeds)
+            scores[name].append(result["symbolic_moe_vote"]["accuracy"])
     return {w: statistics.fmean(v) for w, v in scores.items()}
 
 

@@ -35,10 +35,44 @@ def test_local_suitability_is_sum_over_mapped_keywords():
 
 
 def test_global_competency_shifted_positive_and_normalised():
-    # totals 6, 1, -2 -> shifted so the lowest is 1: 9, 4, 1 -> / 14
-    assert np.allclose(global_competency(PROFILES, MODELS), [9 / 14, 4 / 14, 1 / 14])
+    # softmax (paper): totals 6, 1, -2 -> shifted so the lowest is 1: 9, 4, 1 -> / 14
+    assert np.allclose(global_competency(PROFILES, MODELS, "softmax"), [9 / 14, 4 / 14, 1 / 14])
     # all positive totals are only normalised
-    assert np.allclose(global_competency({"A": {"x": 3}, "B": {"x": 1}}, ["A", "B"]), [0.75, 0.25])
+    assert np.allclose(global_competency({"A": {"x": 3}, "B": {"x": 1}}, ["A", "B"], "softmax"), [0.75, 0.25])
+
+
+def test_linear_global_competency_is_the_authors_normalize_to_probability():
+    # totals 6, 1, -2: min < 0 -> minus min: 8, 3, 0 -> ** (1 / 0.5): 64, 9, 0 -> / 73
+    assert np.allclose(global_competency(PROFILES, MODELS, "linear", 0.5), [64 / 73, 9 / 73, 0.0])
+    # positive totals are not shifted, only squared: 3, 1 -> 9, 1 -> / 10
+    assert np.allclose(global_competency({"A": {"x": 3}, "B": {"x": 1}}, ["A", "B"], "linear"), [0.9, 0.1])
+    # a minimum of exactly 0 is not shifted (the old code shifted on <= 0): 0, 2 -> 0, 4 -> 0, 1
+    assert np.allclose(global_competency({"A": {"x": 0}, "B": {"x": 2}}, ["A", "B"], "linear"), [0.0, 1.0])
+    # another temperature: T = 1 keeps the shifted totals: 8, 3, 0 -> / 11
+    assert np.allclose(global_competency(PROFILES, MODELS, "linear", 1.0), [8 / 11, 3 / 11, 0.0])
+
+
+def test_linear_recruitment_uses_the_squared_competency():
+    # calculus: S = 5, 2, 0 -> p ~ S * g = 5 * 64, 2 * 9, 0 -> 320 / 338, 18 / 338, 0
+    plan = recruit(["q"], [["calculus"]], PROFILES, MODELS, k=3, weighting="linear", trim_share=0)
+    assert np.allclose(plan.probabilities[0], [320 / 338, 18 / 338, 0.0])
+    # no keywords: p = g; C (g = 0) is never recruited
+    plan = recruit(["q"] * 200, [[]] * 200, PROFILES, MODELS, k=3, weighting="linear", trim_share=0)
+    assert np.allclose(plan.probabilities[0], [64 / 73, 9 / 73, 0.0]) and plan.counts_before["C"] == 0
+
+
+def test_trim_share_zero_keeps_every_selection_and_positive_share_trims():
+    # 2 of 300 selections go to B under share 0.05 (threshold 15): trimmed and re-drawn from A
+    kws = [["geometry"]] * 98 + [["calculus"]] * 2  # geometry: only C has S > 0; calculus: A 5, B 2
+    ids = [f"q{i}" for i in range(100)]
+    untrimmed = recruit(ids, kws, PROFILES, MODELS, k=3, weighting="greedy", trim_share=0)
+    assert untrimmed.trimmed == [] and untrimmed.counts_before == untrimmed.counts_after
+    # greedy top-3: geometry -> C 4, A -2... C, B(0), A(-2); calculus -> A, B, C: A 100, B 100, C 100
+    assert untrimmed.counts_before == {"A": 100, "B": 100, "C": 100}
+    plan = recruit(ids, kws, PROFILES, MODELS, k=1, weighting="greedy", trim_share=0.05)
+    # k = 1: C 98, A 2 (A is 2/100 < 5%): A trimmed, its 2 slots re-drawn from C alone
+    assert plan.counts_before == {"A": 2, "B": 0, "C": 98}
+    assert plan.trimmed == ["A", "B"] and plan.counts_after == {"A": 0, "B": 0, "C": 100}
 
 
 def test_softmax_weighting_matches_hand_computation():
@@ -127,5 +161,5 @@ def test_greedy_takes_the_top_k_by_suitability_then_competency():
     order = top_experts(np.array([[1.0, 3, 3, 0], [0, 0, 0, 0]]), np.array([0.1, 0.2, 0.3, 0.4]), 3)
     assert order.tolist() == [[2, 1, 0], [3, 2, 1]]
     plan = recruit(["q1", "q2"], [["calculus"], []], PROFILES, MODELS, k=2, weighting="greedy", trim_share=0)
-    # calculus: A 5, B 2, C 0 -> A, B; no keywords -> by competency: A (9/14), B (4/14)
+    # calculus: A 5, B 2, C 0 -> A, B; no keywords -> by competency: A (64/73), B (9/73)
     assert plan.experts == [["A", "B"], ["A", "B"]]

@@ -44,6 +44,9 @@ ROWS: dict[str, tuple[str, str, str]] = {
     "random_k_vote": ("Recruitment ablation", "Random-k, majority", "Random-k"),
     "top_k_llm": ("Recruitment ablation", "Top-k, task aggregator", "Top-k"),
     "random_k_llm": ("Recruitment ablation", "Random-k, task aggregator", "Random-k"),
+    "router_single": ("Learned routing", "Router, most likely model", "Routed"),
+    "router_vote": ("Learned routing", "Router, top-k confidence-weighted vote", "Routed top-k"),
+    "router_cascade": ("Learned routing", "Router, best-first cascade", "Routed cascade"),
     "oracle": ("Upper bound", "Oracle (any pool model right)", "All"),
 }
 for _agg, _label in (

@@ -59,8 +59,30 @@ class RecruitConfig(_Strict):
     # the validation split (BENCHMARKS.md); greedy: ours, deterministic top-k by skill score
     weighting: Literal["softmax", "linear", "greedy"] = "linear"
     temperature: float = Field(0.5, gt=0)
+    # paper: 0.05; the authors' scripts never trim (0). 0.05 kept: better on validation for the
+    # paper's two weightings (BENCHMARKS.md, learned routing: trimming)
     trim_share: float = Field(0.05, ge=0, lt=1)
     embedding_model: str = "all-MiniLM-L6-v2"
+
+
+class RouterConfig(_Strict):
+    """The learned router (SPEC 10; methods router_single / router_vote / router_cascade). Defaults:
+    the best setting of a 5-fold cross-validation on the small16 pool's validation split (cascade
+    accuracy within 4 calls per question; BENCHMARKS.md, learned routing)."""
+
+    # prior: overall accuracy only; skills: per category/skill; knn: embedding neighbours;
+    # clusters: k-means clusters (Avengers-style); logistic: logistic regression on embeddings
+    kind: Literal["prior", "skills", "knn", "clusters", "logistic"] = "clusters"
+    k_max: int = Field(5, ge=1, description="router_cascade: at most this many experts per question")
+    margin: float = Field(
+        5.0, ge=0, description="router_cascade: stop once the leading answer's log-odds margin reaches it"
+    )
+    fit_splits: list[str] = Field(default_factory=lambda: ["validation"], min_length=1)
+    cross_fit_folds: int = Field(0, ge=0, description="K > 1: also fit on the scored split by K-fold cross-fitting")
+    strength: float = Field(20.0, gt=0, description="shrinkage: questions the coarser estimate counts as")
+    neighbours: int = Field(20, ge=1, description="knn: labelled neighbours per question")
+    clusters: int = Field(4, ge=1, description="clusters: k-means clusters")
+    c: float = Field(0.1, gt=0, description="logistic: inverse L2 strength")
 
 
 class AggregatorConfig(_Strict):
@@ -90,6 +112,7 @@ class RunConfig(_Strict):
     keywords: KeywordConfig = KeywordConfig()
     recruit: RecruitConfig = RecruitConfig()
     aggregator: AggregatorConfig = AggregatorConfig()
+    router: RouterConfig = RouterConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     method_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -100,6 +123,11 @@ class RunConfig(_Strict):
         both = set(self.pool) & set(self.models)
         if both:
             raise ValueError(f"models: names also used in pool: {sorted(both)}")
+        scored = self.benchmark.test
+        if scored in self.router.fit_splits:
+            raise ValueError(f"router.fit_splits: '{scored}' is the split being scored (benchmark.test)")
+        if self.router.cross_fit_folds == 1:
+            raise ValueError("router.cross_fit_folds: 0 (off) or at least 2 folds")
         return self
 
     def check_references(self) -> None:

@@ -4,12 +4,15 @@
     g[i]    = model i's total profile score, made positive, normalised   (global competency)
     w[q, i] = g[i] * S[q, i]                                             (relevance)
 
-`softmax` (paper): p = softmax(w / T), T = 0.5. `linear` (authors' scripts): keep models with
-S > 0 (all of them, shifted to be positive, if none), p proportional to S * g. `greedy` (ours, not
+`softmax` (paper): p = softmax(w / T), T = 0.5, with g made positive by shifting the lowest total to
+1 when any total is <= 0. `linear` (authors' scripts, `recruit_agents.py`): g is their
+`normalize_to_probability(totals, temperature=0.5)` - shift by the minimum only when it is < 0, raise
+to the power 1/T (squared), normalise - then keep models with S > 0 (all of them, shifted to be
+positive, if none), p proportional to S * g. `greedy` (ours, not
 in the paper): the k models with the highest S, ties broken by g, without sampling. A question with no
 mapped keywords falls back to p proportional to g. k experts are drawn with replacement; then
-experts with under 5% of all selections are trimmed and their slots re-drawn in proportion to
-the remaining models' selection counts.
+experts with under `trim_share` of all selections (paper: 5%; the authors' scripts never trim, i.e.
+0) are trimmed and their slots re-drawn in proportion to the remaining models' selection counts.
 """
 
 from __future__ import annotations
@@ -38,12 +41,34 @@ def score_matrix(profiles: dict[str, Profile], models: Sequence[str], keywords: 
     return counts @ table
 
 
-def global_competency(profiles: dict[str, Profile], models: Sequence[str]) -> np.ndarray:
-    """Total profile scores, shifted so the lowest is 1 when any is <= 0, normalised to sum 1."""
-    totals = np.array([sum(profiles.get(m, {}).values()) for m in models], dtype=float)
-    if totals.min() <= 0:
-        totals = totals - totals.min() + 1.0
-    return totals / totals.sum()
+def profile_totals(profiles: dict[str, Profile], models: Sequence[str]) -> np.ndarray:
+    """Each model's total profile score (sum over its keywords)."""
+    return np.array([sum(profiles.get(m, {}).values()) for m in models], dtype=float)
+
+
+def global_competency(
+    profiles: dict[str, Profile], models: Sequence[str], weighting: str = "softmax", temperature: float = 0.5
+) -> np.ndarray:
+    """g over the pool, summing to 1. `linear` (and `greedy`, which ranks ties by it): the authors'
+    `normalize_to_probability(totals, temperature)`; `softmax`: the paper's "made positive,
+    normalised" (lowest total shifted to 1 when any is <= 0)."""
+    totals = profile_totals(profiles, models)
+    if weighting == "softmax":
+        if totals.min() <= 0:
+            totals = totals - totals.min() + 1.0
+        return totals / totals.sum()
+    return normalize_to_probability(totals, temperature)
+
+
+def normalize_to_probability(values: np.ndarray, temperature: float = 0.5) -> np.ndarray:
+    """The authors' helper: shift by the minimum only when it is negative, raise to 1/T, normalise.
+    All-zero values (nothing to tell the models apart) give the uniform distribution."""
+    values = np.asarray(values, dtype=float)
+    if values.min() < 0:
+        values = values - values.min()
+    powered = values ** (1.0 / temperature)
+    total = powered.sum()
+    return powered / total if total > 0 else np.full(len(values), 1.0 / len(values))
 
 
 def probabilities(
@@ -72,7 +97,9 @@ def probabilities(
         raise ValueError(f"unknown weighting '{weighting}' (softmax, linear or greedy)")
     if has_keywords is None:
         has_keywords = (scores != 0).any(axis=1)
-    probs[~np.asarray(has_keywords, dtype=bool)] = competency
+    # no skills, or (linear) every candidate has g = 0: fall back to global competency
+    fallback = ~np.asarray(has_keywords, dtype=bool) | (probs.sum(axis=1) <= 0)
+    probs[fallback] = competency
     return probs / probs.sum(axis=1, keepdims=True)
 
 
@@ -151,17 +178,12 @@ def recruit(
     models = list(models)
     rng = np.random.default_rng(seed)
     has_keywords = np.array([len(ks) > 0 for ks in keywords], dtype=bool)
-    probs = probabilities(
-        score_matrix(profiles, models, keywords),
-        global_competency(profiles, models),
-        weighting,
-        temperature,
-        has_keywords,
-    )
+    scores = score_matrix(profiles, models, keywords)
+    competency = global_competency(profiles, models, weighting, temperature)
+    probs = probabilities(scores, competency, weighting, temperature, has_keywords)
     if weighting == "greedy":
-        scores = score_matrix(profiles, models, keywords)
         scores[~has_keywords] = 0.0  # no skills: rank by competency alone
-        before = top_experts(scores, global_competency(profiles, models), k)
+        before = top_experts(scores, competency, k)
     else:
         before = sample_experts(probs, k, rng)
     after, removed = trim(before, len(models), trim_share, rng)

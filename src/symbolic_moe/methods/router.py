@@ -1,0 +1,129 @@
+"""Learned routing methods (SPEC 10, issue 10): the router predicts, per question, how likely each
+pool model is to answer correctly (`routing/`); these methods spend expert calls on that ranking.
+
+- `router_single`: the most likely model answers (1 call per question; a model switch);
+- `router_vote`: the `recruit.k` most likely models answer; a confidence-weighted vote (log-odds
+  weights from the predicted probabilities and the number of options, ties to the most likely
+  expert) decides, or the task aggregator synthesizes with `aggregator.method = "llm"` (k + 1 calls);
+- `router_cascade`: models answer best-first, one round per rank, until the weighted margin of the
+  leading answer reaches `router.margin` or `router.k_max` experts have answered; the mean calls
+  per question it spent is reported in the result info.
+Each is a plain function of (run, questions, probabilities, seed) behind its registered name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..grading import answer_key
+from ..inference.aggregate import answer_as_text, llm_aggregate
+from ..inference.experts import run_experts
+from ..routing import fit
+from ..routing.decide import cascade, leader, ranking, tally, weights_for
+from ..types import Question
+from .base import Prediction, method
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+
+def _options(questions: Sequence[Question]) -> list[int | None]:
+    return [len(q.choices) if q.choices else None for q in questions]
+
+
+def route_vote(
+    run: Run, questions: Sequence[Question], probabilities: np.ndarray, k: int, seed: int, aggregation: str = "vote"
+) -> tuple[list[Prediction], dict[str, Any]]:
+    """The k most likely models per question answer (one batch); weighted vote or LLM synthesis."""
+    models = run.experts
+    k = min(k, len(models))
+    order = ranking(probabilities)[:, :k]
+    experts = [[models[m] for m in row] for row in order]
+    texts = [[c.text for c in row] for row in run_experts(questions, experts, run.scheduler, seed, "router experts")]
+    weights = weights_for(probabilities, _options(questions))
+    if aggregation == "llm":
+        aggregator = run.aggregator()
+        finals = [c.text for c in llm_aggregate(questions, texts, aggregator, run.scheduler, seed, "router aggregate")]
+    else:
+        aggregator = "confidence-weighted vote"
+        finals = []
+        for i, (q, row) in enumerate(zip(questions, texts, strict=True)):
+            answers = [answer_key(t, q) for t in row]
+            finals.append(answer_as_text(leader(tally(answers, weights[i, order[i]])), q))
+    predictions = [
+        Prediction.grade(
+            q,
+            final,
+            experts=names,
+            expert_answers=[answer_key(t, q) for t in row],
+            predicted_correct=[round(float(probabilities[i, m]), 4) for m in order[i]],
+        )
+        for i, (q, final, names, row) in enumerate(zip(questions, finals, experts, texts, strict=True))
+    ]
+    return predictions, {"aggregator": aggregator, "k": k, "router": run.config.router.kind}
+
+
+def route_cascade(
+    run: Run, questions: Sequence[Question], probabilities: np.ndarray, margin: float, k_max: int, seed: int
+) -> tuple[list[Prediction], dict[str, Any]]:
+    """Best-first cascade: round r asks the r-th most likely model of every open question."""
+    models = run.experts
+
+    def ask(batch: list[tuple[int, int]]) -> list[str | None]:
+        subset = [questions[q] for q, _ in batch]
+        rows = run_experts(subset, [[models[m]] for _, m in batch], run.scheduler, seed, "router cascade")
+        return [answer_key(row[0].text, q) for q, row in zip(subset, rows, strict=True)]
+
+    result = cascade(ranking(probabilities), weights_for(probabilities, _options(questions)), margin, k_max, ask)
+    predictions = [
+        Prediction.grade(
+            q,
+            answer_as_text(final, q),
+            experts=[models[m] for m in asked],
+            expert_answers=answers,
+            predicted_correct=[round(float(probabilities[i, m]), 4) for m in asked],
+        )
+        for i, (q, final, asked, answers) in enumerate(
+            zip(questions, result.answers, result.asked, result.responses, strict=True)
+        )
+    ]
+    spent = [len(a) for a in result.asked]
+    info = {
+        "router": run.config.router.kind,
+        "margin": margin,
+        "k_max": k_max,
+        "mean_calls_per_question": float(np.mean(spent)) if spent else 0.0,
+        "experts_asked_histogram": {str(n): spent.count(n) for n in sorted(set(spent))},
+    }
+    return predictions, info
+
+
+def _prepare(run: Run) -> None:
+    """Fit the router and predict the scored split before metering starts (labels, embeddings)."""
+    fit.predict_scored(run)
+
+
+def _prepare_vote(run: Run) -> None:
+    _prepare(run)
+    if run.config.aggregator.method == "llm":
+        run.aggregator()
+
+
+@method("router_single", prepare=_prepare)
+def router_single(run: Run, seed: int):
+    return route_vote(run, run.test, fit.predict_scored(run), 1, seed)
+
+
+@method("router_vote", prepare=_prepare_vote)
+def router_vote(run: Run, seed: int):
+    aggregation = "llm" if run.config.aggregator.method == "llm" else "vote"
+    return route_vote(run, run.test, fit.predict_scored(run), run.config.recruit.k, seed, aggregation)
+
+
+@method("router_cascade", prepare=_prepare)
+def router_cascade(run: Run, seed: int):
+    cfg = run.config.router
+    return route_cascade(run, run.test, fit.predict_scored(run), cfg.margin, cfg.k_max, seed)
