@@ -25,6 +25,7 @@ import numpy as np
 
 from ..types import Question
 from .data import query_messages, read_questions, split_by_group, take_per_group
+from .extend import MODES, diagnostics, extend_head
 from .plugins import ExpertHead
 from .query_sets import QuerySets, downsample, loss_based, response_losses, training_pairs
 from .routing import route_states
@@ -53,19 +54,12 @@ def train_head(
     sets: QuerySets,
     names: list[str],
     config: TrainConfig,
-    frozen: ExpertHead | None = None,
 ) -> ExpertHead:
-    """Train the tokens of `names` from their query sets (others in `frozen` join the softmax)."""
+    """Train the tokens of `names` from their query sets (plug-in extension: etr/extend.py)."""
     ids, targets = training_pairs(sets, names)
     hidden = np.stack([states[q] for q in ids])
     rows, _ = train_expert_tokens(
-        hidden,
-        np.array(targets),
-        lm.head,
-        len(names),
-        config,
-        None if frozen is None else frozen.rows,
-        word_logsumexp(hidden, lm.head),
+        hidden, np.array(targets), lm.head, len(names), config, None, word_logsumexp(hidden, lm.head)
     )
     return ExpertHead.from_rows(lm.model_id, names, rows, {"train": config.to_json()})
 
@@ -114,17 +108,21 @@ def mmlu_expert(
     for kind, qs in sets.items():
         static = train_head(lm, states, qs, names, config)
         routes[f"etr_static_{kind}"] = [names[i] for i in route_states(eval_states, static)]
-    # ETR-Dynamic (Table 4): 4 experts at time 0, 2 trained later and appended
+        if kind == "domain":
+            static_domain = static
+    # ETR-Dynamic (Table 4): 4 experts at time 0, 2 trained later and appended (etr/extend.py)
     rng = np.random.default_rng(seed)
     first = sorted(rng.choice(len(names), 4, replace=False).tolist())
     group0, group1 = [names[i] for i in first], [n for i, n in enumerate(names) if i not in first]
     head0 = train_head(lm, states, sets["domain"], group0, config)
-    for mode, frozen in (("absent", None), ("frozen", head0)):
-        head1 = train_head(lm, states, sets["domain"], group1, config, frozen)
-        grown = head0.append(head1.tokens)
-        order = [grown.names.index(n) for n in names]  # back to the static order for reporting
-        dyn = ExpertHead(grown.meta_model, tuple(grown.tokens[i] for i in order))
-        routes[f"etr_dynamic_{mode}"] = [names[i] for i in route_states(eval_states, dyn)]
+    anchors = [q.id for q in train]  # every training query the framework holds; the frozen head labels them
+    held_domains = [str(q.field("domain")) for q in held]
+    diagnosis: dict[str, Any] = {}
+    for mode in MODES:
+        grown = extend_head(lm, states, sets["domain"], group1, head0, config, mode, anchors)
+        routes[f"etr_dynamic_{mode}"] = [grown.names[i] for i in route_states(eval_states, grown)]
+        diagnosis[mode] = diagnostics(eval_states, grown, group1, held_domains)
+    diagnosis["static"] = diagnostics(eval_states, static_domain, group1, held_domains)
     routes["random"] = [names[i] for i in np.random.default_rng(seed).integers(0, len(names), len(held))]
     routes["meta_prompting_e"] = mpe
     profile_set = take_per_group(train, "domain", profile_per_domain)
@@ -146,6 +144,7 @@ def mmlu_expert(
                 "tau": tau,
                 "symbolic_moe_profile_questions_per_domain": profile_per_domain,
             },
+            "dynamic_diagnostics": diagnosis,
             "query_set_domain_purity": {
                 k: {d: _purity(v, d, questions) for d, v in s.items()} for k, s in sets.items()
             },

@@ -1,10 +1,36 @@
-"""Expert Token Routing as a method: the meta LLM's expert tokens pick one expert per question."""
+"""Expert Token Routing as methods of a run (`smoe run` / `smoe compare` / `smoe serve`).
+
+The meta LLM (SmolLM2, white-box through llama.cpp) reads each question; expert tokens trained on
+its hidden states of the validation split (correctness-based query sets: the pool model's recorded
+or generated answer is right) give a probability per pool model (router-only ETR, etr/replay_pool):
+
+- `etr`: the most likely expert answers alone (model switch, 1 call per question);
+- `etr_vote`: the `recruit.k` most likely experts answer, their answers are voted with the
+  expert-token probabilities as weights (k calls).
+
+Options (`[method_options.etr]`, shared by both): `meta_model` (default embedded:smollm2),
+`threads` (llama.cpp threads), `cache_dir` (hidden states and meta answers, default
+$SMOE_CACHE_DIR/etr or ~/.cache/symbolic-moe/etr), `lr`, `epochs`, `size`, `meta_filter`
+(see etr.replay_pool.RouterSettings).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .base import method
+import numpy as np
+
+from ..etr.plugins import save_head
+from ..etr.replay_pool import RouterSettings, etr_cache_dir, fit_router, meta_correct, question_states, top_k
+from ..etr.routing import expert_probabilities
+from ..etr.scoring import AnswerCache
+from ..etr.whitebox import HiddenCache, MetaLM
+from ..inference.aggregate import answer_as_text, vote
+from ..inference.recruit import Recruitment
+from .base import Prediction, method
+from .rounds import option
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -14,8 +40,64 @@ def _prepare(run: Run) -> None:
     run.validation_correct()
 
 
+def router_settings(run: Run) -> RouterSettings:
+    """The fitted router's settings: defaults, overridden by `[method_options.etr]`."""
+    base = RouterSettings()
+    train = replace(
+        base.train,
+        lr=float(option(run, "etr", "lr", base.train.lr)),
+        epochs=int(option(run, "etr", "epochs", base.train.epochs)),
+    )
+    size = option(run, "etr", "size", base.size)
+    return RouterSettings(train, None if size is None else int(size), bool(option(run, "etr", "meta_filter", True)))
+
+
+def expert_distribution(run: Run, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """(test questions x pool models) expert-token probabilities, fitted on the validation split."""
+    root = Path(option(run, "etr", "cache_dir", None) or etr_cache_dir())
+    lm = MetaLM(
+        str(option(run, "etr", "meta_model", "embedded:smollm2")), n_threads=int(option(run, "etr", "threads", 2))
+    )
+    cache = HiddenCache(root / "hidden")
+    answers = AnswerCache(root / f"meta_answers_{lm.model_id}.json")
+    meta_ok = meta_correct(lm, cache, answers, run.validation)
+    answers.save()
+    settings = router_settings(run)
+    correct = run.validation_correct()
+    head, sets = fit_router(lm, question_states(lm, cache, run.validation), meta_ok, correct, settings, seed)
+    save_head(head, run.out / "etr" / f"plugins_seed{seed}")
+    test_states = np.stack(list(question_states(lm, cache, run.test).values()))
+    info = {
+        "meta_model": lm.model_id,
+        "meta_validation_accuracy": float(np.mean(list(meta_ok.values()))) if meta_ok else None,
+        "settings": settings.to_json(),
+        "query_set_sizes": {m: len(ids) for m, ids in sets.items()},
+    }
+    return expert_probabilities(test_states, head), info
+
+
+def _answer(run: Run, seed: int, k: int) -> tuple[list[Prediction], dict[str, Any]]:
+    probabilities, info = expert_distribution(run, seed)
+    order, weights = top_k(probabilities, k)
+    experts = [[run.experts[i] for i in row] for row in order]
+    plan = Recruitment(run.experts, [q.id for q in run.test], experts, probabilities)
+    outputs = run.expert_outputs(plan, seed, write=False)
+    predictions = []
+    for q, row, models, w in zip(run.test, outputs, experts, weights, strict=True):
+        text = row[0].text if k == 1 else answer_as_text(vote(q, [c.text for c in row], list(w)), q)
+        predictions.append(Prediction.grade(q, text, experts=models))
+    first = [e[0] for e in experts]
+    info["selection_counts"] = {m: first.count(m) for m in run.experts}
+    return predictions, info
+
+
 @method("etr", prepare=_prepare)
 def etr(run: Run, seed: int):
-    from ..etr.method import etr_method  # torch is imported only when ETR runs
+    """Model switch: the expert whose token is most likely answers alone."""
+    return _answer(run, seed, 1)
 
-    return etr_method(run, seed)
+
+@method("etr_vote", prepare=_prepare)
+def etr_vote(run: Run, seed: int):
+    """The `recruit.k` most likely experts, voted with their expert-token probabilities."""
+    return _answer(run, seed, run.config.recruit.k)
