@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..types import Question
 from .data import query_messages
 from .evaluate import train_head
+from .extend import extend_head
 from .plugins import ExpertHead, append_tokens, load_head, save_head
 from .query_sets import QuerySets, correctness_based, downsample
 from .replay_pool import meta_correct, replay_correct
@@ -54,16 +55,22 @@ def train_plugins(
     extend: bool = False,
 ) -> ExpertHead:
     """Train tokens for the experts in `sets` and write their plug-in files into `out_dir`.
-    `extend`: the experts are new ones, trained alone and appended to the head already there."""
+    `extend`: the experts are new ones, appended to the head already there without changing it;
+    their tokens are trained against the old ones, anchored on the other `questions` (etr/extend.py)."""
     lm = MetaLM(meta_ref)
     names = [n for n, ids in sets.items() if ids]
     if not names:
         raise ConfigError("every expert query set is empty: nothing to train")
-    used = {q for n in names for q in sets[n]}
-    states = _states(lm, cache_dir or out_dir / "cache" / "hidden", [q for q in questions if q.id in used])
-    head = train_head(lm, states, {n: sets[n] for n in names}, names, config or TrainConfig())
+    config = config or TrainConfig()
+    cache = cache_dir or out_dir / "cache" / "hidden"
     if extend:
-        return append_tokens(out_dir, list(head.tokens))
+        old = load_head(out_dir, lm.model_id)
+        states = _states(lm, cache, questions)  # the anchors need every question's state
+        grown = extend_head(lm, states, {n: sets[n] for n in names}, names, old, config, "anchored", list(states))
+        return append_tokens(out_dir, list(grown.tokens[len(old) :]))
+    used = {q for n in names for q in sets[n]}
+    states = _states(lm, cache, [q for q in questions if q.id in used])
+    head = train_head(lm, states, {n: sets[n] for n in names}, names, config)
     save_head(head, out_dir)
     return head
 

@@ -10,8 +10,8 @@ or generated answer is right) give a probability per pool model (router-only ETR
 
 Options (`[method_options.etr]`, shared by both): `meta_model` (default embedded:smollm2),
 `threads` (llama.cpp threads), `cache_dir` (hidden states and meta answers, default
-$SMOE_CACHE_DIR/etr or ~/.cache/symbolic-moe/etr), `lr`, `epochs`, `size`, `meta_filter`
-(see etr.replay_pool.RouterSettings).
+$SMOE_CACHE_DIR/etr or ~/.cache/symbolic-moe/etr), `lr`, `epochs`, `size` (query-set cap per
+expert, 0 = none), `meta_filter` (see etr.replay_pool.RouterSettings).
 """
 
 from __future__ import annotations
@@ -48,8 +48,9 @@ def router_settings(run: Run) -> RouterSettings:
         lr=float(option(run, "etr", "lr", base.train.lr)),
         epochs=int(option(run, "etr", "epochs", base.train.epochs)),
     )
-    size = option(run, "etr", "size", base.size)
-    return RouterSettings(train, None if size is None else int(size), bool(option(run, "etr", "meta_filter", True)))
+    size = int(option(run, "etr", "size", base.size or 0))  # 0: no cap
+    meta_filter = bool(option(run, "etr", "meta_filter", base.meta_filter))
+    return RouterSettings(train, size or None, meta_filter)
 
 
 def expert_distribution(run: Run, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
