@@ -66,7 +66,7 @@ def train_plugins(
     if extend:
         old = load_head(out_dir, lm.model_id)
         states = _states(lm, cache, questions)  # the anchors need every question's state
-        grown = extend_head(lm, states, {n: sets[n] for n in names}, names, old, config, "anchored", list(states))
+        grown = extend_head(lm.head, states, {n: sets[n] for n in names}, names, old, config, "anchored", list(states))
         return append_tokens(out_dir, list(grown.tokens[len(old) :]))
     used = {q for n in names for q in sets[n]}
     states = _states(lm, cache, [q for q in questions if q.id in used])

@@ -119,7 +119,7 @@ def mmlu_expert(
     held_domains = [str(q.field("domain")) for q in held]
     diagnosis: dict[str, Any] = {}
     for mode in MODES:
-        grown = extend_head(lm, states, sets["domain"], group1, head0, config, mode, anchors)
+        grown = extend_head(lm.head, states, sets["domain"], group1, head0, config, mode, anchors)
         routes[f"etr_dynamic_{mode}"] = [grown.names[i] for i in route_states(eval_states, grown)]
         diagnosis[mode] = diagnostics(eval_states, grown, group1, held_domains)
     diagnosis["static"] = diagnostics(eval_states, static_domain, group1, held_domains)

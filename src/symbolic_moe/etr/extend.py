@@ -27,13 +27,12 @@ from .plugins import ExpertHead
 from .query_sets import QuerySets, training_pairs
 from .routing import route_states
 from .train import TrainConfig, train_expert_tokens, word_logsumexp
-from .whitebox import MetaLM
 
 MODES = ("absent", "frozen", "anchored")
 
 
 def extend_head(
-    lm: MetaLM,
+    word_head: np.ndarray,
     states: Mapping[str, np.ndarray],
     sets: QuerySets,
     names: Sequence[str],
@@ -42,7 +41,8 @@ def extend_head(
     mode: str = "anchored",
     anchors: Sequence[str] = (),
 ) -> ExpertHead:
-    """`old` with tokens for `names` appended, trained from `sets` (old rows unchanged).
+    """`old` with tokens for `names` appended, trained from `sets` (old rows unchanged);
+    `word_head` is the meta LLM's W_V, `states` its query states by id.
 
     mode "absent": new tokens trained alone (the paper's description); "frozen": the old tokens
     join the softmax; "anchored": the old tokens join the softmax and `anchors` (query ids not in
@@ -60,13 +60,14 @@ def extend_head(
     rows, _ = train_expert_tokens(
         hidden,
         np.array(targets),
-        lm.head,
+        word_head,
         len(names),
         config,
         None if mode == "absent" else old.rows,
-        word_logsumexp(hidden, lm.head),
+        word_logsumexp(hidden, word_head),
     )
-    return old.append(ExpertHead.from_rows(lm.model_id, list(names), rows, {"train": config.to_json()}).tokens)
+    info = {"train": config.to_json(), "extension": mode}
+    return old.append(ExpertHead.from_rows(old.meta_model, list(names), rows, info).tokens)
 
 
 def diagnostics(states: np.ndarray, head: ExpertHead, new: Sequence[str], own: Sequence[str]) -> dict[str, Any]:
