@@ -125,6 +125,7 @@ def fit_router(
     correct: Mapping[str, Mapping[str, bool]],
     settings: RouterSettings,
     seed: int = 0,
+    lse: Mapping[str, float] | None = None,
 ) -> tuple[ExpertHead, QuerySets]:
     """Expert tokens for every model in `correct` (in that order); a model with an empty query set
     gets a token trained on nothing (the mean word row), so it is rarely picked."""
@@ -133,7 +134,7 @@ def fit_router(
         meta_ok, {m: {q: correct[m][q] for q in states if q in correct[m]} for m in models}, settings, seed
     )
     config = TrainConfig(**{**settings.train.to_json(), "seed": seed})
-    return train_head(lm, dict(states), sets, models, config), sets
+    return train_head(lm, dict(states), sets, models, config, lse), sets
 
 
 def top_k(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

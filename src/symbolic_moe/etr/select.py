@@ -13,6 +13,7 @@ import numpy as np
 
 from .replay_pool import RouterSettings, fit_router, top_k
 from .routing import expert_probabilities
+from .train import word_logsumexp
 from .whitebox import MetaLM
 
 
@@ -58,6 +59,7 @@ def cross_validate(
 ) -> list[dict[str, Any]]:
     """For every setting of `grid`: mean held-out accuracy per k over folds and seeds."""
     models, folds = list(correct), folds_of(list(states), n_folds)
+    lse = dict(zip(states, word_logsumexp(np.stack(list(states.values())), lm.head), strict=True))
     out = []
     for settings in grid:
         scores: dict[int, list[float]] = {k: [] for k in ks}
@@ -65,7 +67,7 @@ def cross_validate(
             for held in folds:
                 held_set = set(held)
                 fit = {q: s for q, s in states.items() if q not in held_set}
-                head, _ = fit_router(lm, fit, meta_ok, correct, settings, seed)
+                head, _ = fit_router(lm, fit, meta_ok, correct, settings, seed, lse)
                 probabilities = expert_probabilities(np.stack([states[q] for q in held]), head)
                 for k in ks:
                     scores[k].append(routed_accuracy(probabilities, models, held, keys, gold, k))

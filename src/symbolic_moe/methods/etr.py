@@ -11,19 +11,29 @@ or generated answer is right) give a probability per pool model (router-only ETR
 Options (`[method_options.etr]`, shared by both): `meta_model` (default embedded:smollm2),
 `threads` (llama.cpp threads), `cache_dir` (hidden states and meta answers, default
 $SMOE_CACHE_DIR/etr or ~/.cache/symbolic-moe/etr), `lr`, `epochs`, `size` (query-set cap per
-expert, 0 = none), `meta_filter` (see etr.replay_pool.RouterSettings).
+expert, 0 = none), `batch_size`, `meta_filter` (see etr.replay_pool.RouterSettings).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..etr.plugins import save_head
-from ..etr.replay_pool import RouterSettings, etr_cache_dir, fit_router, meta_correct, question_states, top_k
+from ..etr.plugins import ExpertHead, load_head, save_head
+from ..etr.replay_pool import (
+    RouterSettings,
+    etr_cache_dir,
+    fit_router,
+    meta_correct,
+    question_states,
+    replay_sets,
+    top_k,
+)
 from ..etr.routing import expert_probabilities
 from ..etr.scoring import AnswerCache
 from ..etr.whitebox import HiddenCache, MetaLM
@@ -47,6 +57,7 @@ def router_settings(run: Run) -> RouterSettings:
         base.train,
         lr=float(option(run, "etr", "lr", base.train.lr)),
         epochs=int(option(run, "etr", "epochs", base.train.epochs)),
+        batch_size=int(option(run, "etr", "batch_size", base.train.batch_size)),
     )
     size = int(option(run, "etr", "size", base.size or 0))  # 0: no cap
     meta_filter = bool(option(run, "etr", "meta_filter", base.meta_filter))
@@ -65,8 +76,17 @@ def expert_distribution(run: Run, seed: int) -> tuple[np.ndarray, dict[str, Any]
     answers.save()
     settings = router_settings(run)
     correct = run.validation_correct()
-    head, sets = fit_router(lm, question_states(lm, cache, run.validation), meta_ok, correct, settings, seed)
-    save_head(head, run.out / "etr" / f"plugins_seed{seed}")
+    sets = replay_sets(meta_ok, correct, settings, seed)
+    # etr and etr_vote of one seed share the fitted tokens: refit only when what they depend on changed
+    fit = json.dumps([lm.model_id, settings.to_json(), seed, sets, run.experts], sort_keys=True)
+    key = hashlib.sha256(fit.encode()).hexdigest()[:16]
+    folder = run.out / "etr" / f"plugins_seed{seed}"
+    head = load_head(folder) if (folder / "experts.json").exists() else None
+    if head is None or head.names != run.experts or head.tokens[0].info.get("fit") != key:
+        head, _ = fit_router(lm, question_states(lm, cache, run.validation), meta_ok, correct, settings, seed)
+        save_head(
+            ExpertHead.from_rows(head.meta_model, head.names, head.rows, {"fit": key, **fit_info(settings)}), folder
+        )
     test_states = np.stack(list(question_states(lm, cache, run.test).values()))
     info = {
         "meta_model": lm.model_id,
@@ -75,6 +95,10 @@ def expert_distribution(run: Run, seed: int) -> tuple[np.ndarray, dict[str, Any]
         "query_set_sizes": {m: len(ids) for m, ids in sets.items()},
     }
     return expert_probabilities(test_states, head), info
+
+
+def fit_info(settings: RouterSettings) -> dict[str, Any]:
+    return {"router": settings.to_json()}
 
 
 def _answer(run: Run, seed: int, k: int) -> tuple[list[Prediction], dict[str, Any]]:
