@@ -84,9 +84,8 @@ def expert_distribution(run: Run, seed: int) -> tuple[np.ndarray, dict[str, Any]
     head = load_head(folder) if (folder / "experts.json").exists() else None
     if head is None or head.names != run.experts or head.tokens[0].info.get("fit") != key:
         head, _ = fit_router(lm, question_states(lm, cache, run.validation), meta_ok, correct, settings, seed)
-        save_head(
-            ExpertHead.from_rows(head.meta_model, head.names, head.rows, {"fit": key, **fit_info(settings)}), folder
-        )
+        head = ExpertHead.from_rows(head.meta_model, head.names, head.rows, {"fit": key, "router": settings.to_json()})
+        save_head(head, folder)
     test_states = np.stack(list(question_states(lm, cache, run.test).values()))
     info = {
         "meta_model": lm.model_id,
@@ -95,10 +94,6 @@ def expert_distribution(run: Run, seed: int) -> tuple[np.ndarray, dict[str, Any]
         "query_set_sizes": {m: len(ids) for m, ids in sets.items()},
     }
     return expert_probabilities(test_states, head), info
-
-
-def fit_info(settings: RouterSettings) -> dict[str, Any]:
-    return {"router": settings.to_json()}
 
 
 def _answer(run: Run, seed: int, k: int) -> tuple[list[Prediction], dict[str, Any]]:
