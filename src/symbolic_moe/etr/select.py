@@ -6,7 +6,7 @@ costs only its training runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,7 @@ def cross_validate(
     n_folds: int = 5,
     seeds: Sequence[int] = (0,),
     ks: Sequence[int] = (1, 3),
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """For every setting of `grid`: mean held-out accuracy per k over folds and seeds."""
     models, folds = list(correct), folds_of(list(states), n_folds)
@@ -72,4 +73,6 @@ def cross_validate(
                 for k in ks:
                     scores[k].append(routed_accuracy(probabilities, models, held, keys, gold, k))
         out.append({"settings": settings.to_json(), **{f"k{k}": float(np.mean(v)) for k, v in scores.items()}})
+        if progress:
+            progress(out[-1])
     return out

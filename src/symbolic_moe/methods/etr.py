@@ -71,10 +71,12 @@ def expert_distribution(run: Run, seed: int) -> tuple[np.ndarray, dict[str, Any]
         str(option(run, "etr", "meta_model", "embedded:smollm2")), n_threads=int(option(run, "etr", "threads", 2))
     )
     cache = HiddenCache(root / "hidden")
-    answers = AnswerCache(root / f"meta_answers_{lm.model_id}.json")
-    meta_ok = meta_correct(lm, cache, answers, run.validation)
-    answers.save()
     settings = router_settings(run)
+    meta_ok: dict[str, bool] = {}
+    if settings.meta_filter:  # the meta LLM's own answers are only needed to filter query sets
+        answers = AnswerCache(root / f"meta_answers_{lm.model_id}.json")
+        meta_ok = meta_correct(lm, cache, answers, run.validation)
+        answers.save()
     correct = run.validation_correct()
     sets = replay_sets(meta_ok, correct, settings, seed)
     # etr and etr_vote of one seed share the fitted tokens: refit only when what they depend on changed
