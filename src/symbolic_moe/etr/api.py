@@ -14,8 +14,8 @@ from .data import query_messages
 from .evaluate import train_head
 from .extend import extend_head
 from .plugins import ExpertHead, append_tokens, load_head, save_head
-from .query_sets import QuerySets, correctness_based, downsample
-from .replay_pool import meta_correct, replay_correct
+from .query_sets import QuerySets, downsample
+from .replay_pool import RouterSettings, meta_correct, replay_correct, replay_sets
 from .routing import route_states
 from .scoring import AnswerCache
 from .train import TrainConfig
@@ -28,13 +28,23 @@ def _states(lm: MetaLM, cache_dir: Path, questions: Sequence[Question]) -> dict[
 
 
 def replay_query_sets(
-    lm: MetaLM, data_dir: Path, questions: list[Question], models: list[str], cache_dir: Path, seed: int = 0
+    lm: MetaLM,
+    data_dir: Path,
+    questions: list[Question],
+    models: list[str],
+    cache_dir: Path,
+    seed: int = 0,
+    settings: RouterSettings | None = None,
 ) -> QuerySets:
-    """Correctness-based query sets for replay models (expert right, meta LLM wrong)."""
-    answers = AnswerCache(cache_dir / "meta_answers.json")
-    meta_ok = meta_correct(lm, HiddenCache(cache_dir / "hidden"), answers, questions)
-    answers.save()
-    return correctness_based(meta_ok, replay_correct(data_dir, models, questions), 100, seed)
+    """Correctness-based query sets for replay models (expert right; with `settings.meta_filter`,
+    the meta LLM wrong too), capped as `settings.size` says (RouterSettings: no cap, no filter)."""
+    settings = settings or RouterSettings()
+    meta_ok: dict[str, bool] = {}
+    if settings.meta_filter:
+        answers = AnswerCache(cache_dir / "meta_answers.json")
+        meta_ok = meta_correct(lm, HiddenCache(cache_dir / "hidden"), answers, questions)
+        answers.save()
+    return replay_sets(meta_ok, replay_correct(data_dir, models, questions), settings, seed)
 
 
 def labelled_query_sets(questions: list[Question], field: str, seed: int = 0) -> QuerySets:
