@@ -77,8 +77,13 @@ def rows_of(methods: dict, label: dict[str, str]) -> list[dict]:
 
 
 def bench_pool(pool: str, args: argparse.Namespace, seeds: list[int]) -> dict:
-    base = ["scheduler.progress=false", f"benchmark.stride={args.stride}", "recruit.k=3"]
     work = args.out / pool
+    base = [
+        "scheduler.progress=false",
+        f"benchmark.stride={args.stride}",
+        "recruit.k=3",
+        f"store={work / 'store.sqlite'}",
+    ]
     run = Run(load_config(ROOT / CONFIGS[pool], base, out=work / "prep"))
     lm, root = MetaLM(n_threads=args.threads), etr_cache_dir()
     cache = HiddenCache(root / "hidden")

@@ -2,7 +2,7 @@
 are never retrained.
 
 Why training the new tokens on their own query sets fails (measured in
-benchmarks/results/etr_mmlu_expert_*.json, "dynamic_diagnostics"): the loss only asks a new token
+benchmarks/results/etr_mmlu_expert_dynamic.json, "dynamic_diagnostics"): the loss only asks a new token
 to beat the word tokens (and, "frozen", the old expert tokens) on ITS queries. The cheapest way to
 do that is to grow along the component every query state shares (SmolLM2's last-position states
 point mostly the same way), and nothing in the loss ever says "lose here". The new tokens' logits
