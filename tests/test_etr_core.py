@@ -197,7 +197,7 @@ def test_anchored_extension_keeps_old_rows_and_old_routes() -> None:
     sets = {n: [f"{i}-{j}" for j in range(25)] for i, n in enumerate(names)}
     held = [f"{i}-{j}" for i in range(4) for j in range(25, 40)]
     truth = [names[int(q.split("-")[0])] for q in held]
-    cfg = TrainConfig(lr=5e-2, epochs=30)
+    cfg = TrainConfig(lr=1e-2, epochs=30)
     ids, targets = training_pairs(sets, names[:3])
     rows, _ = train_expert_tokens(np.stack([states[q] for q in ids]), np.array(targets), words, 3, cfg)
     old = ExpertHead.from_rows("m", names[:3], rows)

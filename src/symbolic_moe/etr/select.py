@@ -76,3 +76,14 @@ def cross_validate(
         if progress:
             progress(out[-1])
     return out
+
+
+def task_best_cv(correct: Mapping[str, Mapping[str, bool]], qids: Sequence[str], n_folds: int = 5) -> float:
+    """The reference a router must beat: per fold, the model with the best accuracy on the other
+    folds, scored on the held-back fold (same folds as `cross_validate`)."""
+    scores = []
+    for held in folds_of(list(qids), n_folds):
+        rest = [q for q in qids if q not in set(held)]
+        best = max(correct, key=lambda m: sum(correct[m][q] for q in rest))
+        scores.append(float(np.mean([correct[best][q] for q in held])))
+    return float(np.mean(scores))
