@@ -66,7 +66,7 @@ class RouterSettings:
     """How a replay router is fitted. Defaults chosen by 3-fold cross-validation inside the MMLU-Pro
     validation split, best k = 1 accuracy on both pools (benchmarks/results/router_etr_*.json,
     "cross_validation"): a weakly trained router (lr 1e-3, 5 epochs, batch 128: ~90 steps) beat
-    every harder setting of the grid by 4-12 points - a linear router on a 576-d state fitted on ~230 questions
+    every uncapped harder setting by 4-12 points - a linear router on a 576-d state fitted on ~230 questions
     over-fits, the weak one keeps how often each model is right and moves only a little from it."""
 
     train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-3, epochs=5, batch_size=128))
