@@ -25,6 +25,26 @@ def test_etr_methods_are_registered_and_etr_does_not_import_methods() -> None:
                 assert not target.startswith(("..methods", "symbolic_moe.methods")), f"{path.name} imports {target}"
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"lr": "fast"}, "method_options.etr.lr = 'fast'"),
+        ({"epochs": 2.5}, "method_options.etr.epochs = 2.5: expected an integer >= 1"),
+        ({"size": -1}, "method_options.etr.size = -1"),
+        ({"meta_filter": "yes"}, "method_options.etr.meta_filter"),
+    ],
+)
+def test_bad_router_settings_name_the_setting(options, message) -> None:
+    from symbolic_moe.errors import ConfigError
+    from symbolic_moe.methods.etr import router_settings
+
+    raw = {"pool": {"a": {"engine": "replay", "model": "x.jsonl.gz"}}, "method_options": {"etr": options}}
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+        router_settings(Run(parse_config(raw)))
+    good = router_settings(Run(parse_config({**raw, "method_options": {"etr": {"size": 100, "lr": 0.002}}})))
+    assert good.size == 100 and good.train.lr == 0.002 and good.train.epochs == 5
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(DATA is None or not (DATA / "replay").is_dir(), reason="shared data directory not found")
 def test_etr_methods_route_each_question_to_pool_experts(tmp_path):

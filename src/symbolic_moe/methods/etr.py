@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..etr.plugins import ExpertHead, load_head, save_head
 from ..etr.replay_pool import (
     RouterSettings,
@@ -50,17 +51,27 @@ def _prepare(run: Run) -> None:
     run.validation_correct()
 
 
+def _number(run: Run, key: str, default: float, kind: type, minimum: float) -> Any:
+    value = option(run, "etr", key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or kind(value) != value or value < minimum:
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"method_options.etr.{key} = {value!r}: expected {what} >= {minimum:g}")
+    return kind(value)
+
+
 def router_settings(run: Run) -> RouterSettings:
     """The fitted router's settings: defaults, overridden by `[method_options.etr]`."""
     base = RouterSettings()
     train = replace(
         base.train,
-        lr=float(option(run, "etr", "lr", base.train.lr)),
-        epochs=int(option(run, "etr", "epochs", base.train.epochs)),
-        batch_size=int(option(run, "etr", "batch_size", base.train.batch_size)),
+        lr=_number(run, "lr", base.train.lr, float, 0.0),
+        epochs=_number(run, "epochs", base.train.epochs, int, 1),
+        batch_size=_number(run, "batch_size", base.train.batch_size, int, 1),
     )
-    size = int(option(run, "etr", "size", base.size or 0))  # 0: no cap
-    meta_filter = bool(option(run, "etr", "meta_filter", base.meta_filter))
+    size = _number(run, "size", base.size or 0, int, 0)  # 0: no cap
+    meta_filter = option(run, "etr", "meta_filter", base.meta_filter)
+    if not isinstance(meta_filter, bool):
+        raise ConfigError(f"method_options.etr.meta_filter = {meta_filter!r}: expected true or false")
     return RouterSettings(train, size or None, meta_filter)
 
 
