@@ -2,6 +2,7 @@
 
 import ast
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_bad_router_settings_name_the_setting(options, message) -> None:
     from symbolic_moe.methods.etr import router_settings
 
     raw = {"pool": {"a": {"engine": "replay", "model": "x.jsonl.gz"}}, "method_options": {"etr": options}}
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         router_settings(Run(parse_config(raw)))
     good = router_settings(Run(parse_config({**raw, "method_options": {"etr": {"size": 100, "lr": 0.002}}})))
     assert good.size == 100 and good.train.lr == 0.002 and good.train.epochs == 5
