@@ -171,9 +171,11 @@ def replay_router(
     val = take_per_group(read_questions(bench / "validation.jsonl"), "category", validation_per_category)
     test = take_per_group(read_questions(bench / "test.jsonl"), "category", test_per_category)
     lm, cache = MetaLM(meta_ref, n_threads=threads), HiddenCache(out_dir / "hidden")
-    answers = AnswerCache(out_dir / "answers_mmlu_pro_meta.json")
-    meta_ok = meta_correct(lm, cache, answers, val)
-    answers.save()
+    meta_ok: dict[str, bool] = {}
+    if settings.meta_filter:
+        answers = AnswerCache(out_dir / "answers_mmlu_pro_meta.json")
+        meta_ok = meta_correct(lm, cache, answers, val)
+        answers.save()
     val_ok, test_ok = replay_correct(data_dir, models, val), replay_correct(data_dir, models, test)
     head, sets = fit_router(lm, question_states(lm, cache, val), meta_ok, val_ok, settings, seed)
     test_states = np.stack(list(question_states(lm, cache, test).values()))
@@ -195,7 +197,7 @@ def replay_router(
             "test_questions": len(test),
             "settings": settings.to_json(),
             "query_set_sizes": {m: len(s) for m, s in sets.items()},
-            "meta_validation_accuracy": float(np.mean(list(meta_ok.values()))),
+            "meta_validation_accuracy": float(np.mean(list(meta_ok.values()))) if meta_ok else None,
         },
         "methods": {
             "etr_router": {"accuracy": acc(chosen), "distribution": {m: chosen.count(m) for m in set(chosen)}},
