@@ -40,18 +40,27 @@ def test_train_extend_route(tmp_path) -> None:
     _write(later, ROWS[4:])
     plugins = tmp_path / "plugins"
     runner = CliRunner()
-    done = runner.invoke(app, ["train", str(plugins), "--questions", str(first), "--field", "domain"])
+    fit = ["--lr", "5e-2", "--epochs", "30"]  # enough steps for 2-4 questions per expert
+    done = runner.invoke(app, ["train", str(plugins), "--questions", str(first), "--field", "domain", *fit])
     assert done.exit_code == 0, done.output
     assert load_head(plugins).names == ["astronomy", "law"]
-    done = runner.invoke(app, ["extend", str(plugins), "--questions", str(later), "--field", "domain"])
+    choices = tmp_path / "choices.jsonl"
+    done = runner.invoke(app, ["route", str(plugins), "--questions", str(first), "--out", str(choices)])
+    before = [json.loads(line)["expert"] for line in choices.read_text().splitlines()]
+    old_files = {p.name: p.read_bytes() for p in plugins.glob("*.npz")}
+    # plug in a third expert, anchored on the first questions (they must keep their experts)
+    extend = ["extend", str(plugins), "--questions", str(later), "--field", "domain", "--anchors", str(first)]
+    done = runner.invoke(app, extend + fit)
     assert done.exit_code == 0, done.output
     assert load_head(plugins).names == ["astronomy", "law", "history"]
-    choices = tmp_path / "choices.jsonl"
+    assert {p.name: p.read_bytes() for p in plugins.glob("*.npz") if p.name in old_files} == old_files
     done = runner.invoke(app, ["route", str(plugins), "--questions", str(first), "--out", str(choices)])
     assert done.exit_code == 0, done.output
     rows = [json.loads(line) for line in choices.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a1", "a2", "l1", "l2"]
-    assert {r["expert"] for r in rows} <= {"astronomy", "law", "history"}
+    assert [r["expert"] for r in rows] == before  # the anchored new token took none of them
+    done = runner.invoke(app, ["route", str(plugins), "--questions", str(later), "--out", str(choices)])
+    assert json.loads(choices.read_text())["expert"] == "history"
     bad = runner.invoke(app, ["train", str(tmp_path / "x"), "--questions", str(first)])
     assert bad.exit_code == 1 and "either --replay" in bad.output
     missing = runner.invoke(app, ["route", str(tmp_path / "nothing"), "--questions", str(first), "--out", str(choices)])

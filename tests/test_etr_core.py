@@ -144,3 +144,79 @@ def test_expert_chats_do_not_touch_the_callers_messages() -> None:
     assert with_suffix(chat, " as a lawyer")[-1]["content"] == "q as a lawyer"
     assert with_system(chat, "expert") == [{"role": "system", "content": "expert"}, {"role": "user", "content": "q"}]
     assert chat[1]["content"] == "q" and with_suffix(chat, None) == [dict(m) for m in chat]
+
+
+def test_top_k_weights_and_routed_vote_by_hand() -> None:
+    from symbolic_moe.etr.replay_pool import top_k
+    from symbolic_moe.etr.select import folds_of, routed_accuracy
+
+    p = np.array([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]])
+    order, weights = top_k(p, 2)
+    assert order.tolist() == [[0, 1], [2, 0]]  # ties keep the first model
+    np.testing.assert_allclose(weights, [[0.625, 0.375], [0.8 / 0.9, 0.1 / 0.9]])
+    keys = {"a": {"q1": "A", "q2": "B"}, "b": {"q1": "C", "q2": None}, "c": {"q1": "C", "q2": "D"}}
+    gold = {"q1": "C", "q2": "B"}
+    # k = 1: q1 -> a (A, wrong), q2 -> c (D, wrong)
+    assert routed_accuracy(p, ["a", "b", "c"], ["q1", "q2"], keys, gold, 1) == 0.0
+    # k = 3: q1: A 0.5 vs C 0.5 -> tie to the most likely expert's answer (A); q2: D 0.8 beats B 0.1
+    assert routed_accuracy(p, ["a", "b", "c"], ["q1", "q2"], keys, gold, 3) == 0.0
+    p2 = np.array([[0.4, 0.35, 0.25], [0.45, 0.1, 0.45]])
+    # q1: C (0.35 + 0.25) beats A 0.4; q2: B 0.45 ties D 0.45 -> the first expert's (a: B)
+    assert routed_accuracy(p2, ["a", "b", "c"], ["q1", "q2"], keys, gold, 3) == 1.0
+    assert folds_of(["q0", "q1", "q2", "q3", "q4"], 2) == [["q0", "q2", "q4"], ["q1", "q3"]]
+
+
+def test_uncapped_replay_query_sets_keep_how_often_each_model_is_right() -> None:
+    """The cap of 100 per expert (paper) flattens a pool's strong and weak models to the same
+    query-set size; without it a model right twice as often has twice the queries."""
+    from symbolic_moe.etr.replay_pool import RouterSettings, replay_sets
+
+    ids = [f"q{i}" for i in range(300)]
+    correct = {"strong": {q: i % 3 != 0 for i, q in enumerate(ids)}, "weak": {q: i % 3 == 0 for i, q in enumerate(ids)}}
+    capped = replay_sets({}, correct, RouterSettings(size=100), seed=0)
+    assert len(capped["strong"]) == len(capped["weak"]) == 100
+    full = replay_sets({}, correct, RouterSettings(), seed=0)
+    assert len(full["strong"]) == 200 and len(full["weak"]) == 100
+    meta = {q: i < 30 for i, q in enumerate(ids)}  # the meta LLM right on the first 30
+    filtered = replay_sets(meta, correct, RouterSettings(meta_filter=True), seed=0)
+    assert len(filtered["strong"]) == 180 and not set(filtered["strong"]) & set(ids[:30])
+
+
+def test_anchored_extension_keeps_old_rows_and_old_routes() -> None:
+    """Plug-in extension on states with a large shared component: the old rows are untouched in
+    every mode, and with anchors the new expert takes its own domain without taking the old ones."""
+    pytest.importorskip("torch")
+    from symbolic_moe.etr.extend import MODES, diagnostics, extend_head
+
+    rng = np.random.default_rng(0)
+    d = 24
+    words = rng.normal(size=(300, d))
+    shared, centres = 5 * rng.normal(size=d), 2.5 * rng.normal(size=(4, d))
+    states = {f"{i}-{j}": shared + centres[i] + rng.normal(size=d) for i in range(4) for j in range(40)}
+    names = ["a", "b", "c", "new"]
+    sets = {n: [f"{i}-{j}" for j in range(25)] for i, n in enumerate(names)}
+    held = [f"{i}-{j}" for i in range(4) for j in range(25, 40)]
+    truth = [names[int(q.split("-")[0])] for q in held]
+    cfg = TrainConfig(lr=1e-2, epochs=30)
+    ids, targets = training_pairs(sets, names[:3])
+    rows, _ = train_expert_tokens(np.stack([states[q] for q in ids]), np.array(targets), words, 3, cfg)
+    old = ExpertHead.from_rows("m", names[:3], rows)
+    x = np.stack([states[q] for q in held])
+    before = [old.names[i] for i in route_states(x, old)]
+    anchors = [q for n in names[:3] for q in sets[n]]
+    for mode in MODES:
+        grown = extend_head(words, states, sets, ["new"], old, cfg, mode, anchors)
+        assert grown.names == names
+        np.testing.assert_array_equal(grown.rows[:3], old.rows)
+        assert grown.tokens[3].info["extension"] == mode
+    grown = extend_head(words, states, sets, ["new"], old, cfg, "anchored", anchors)
+    after = [grown.names[i] for i in route_states(x, grown)]
+    new_domain = [t == "new" for t in truth]
+    assert np.mean([a == "new" for a, n in zip(after, new_domain, strict=True) if n]) >= 0.9
+    kept = [a == b for a, b, n in zip(after, before, new_domain, strict=True) if not n]
+    assert np.mean(kept) >= 0.9
+    report = diagnostics(x, grown, ["new"], truth)
+    assert report["old_domain_questions_taken_by_new_tokens"] <= 0.1
+    assert report["mean_margin_new_over_old_on_new_domains"] > 0 > report["mean_margin_new_over_old_on_old_domains"]
+    with pytest.raises(ValueError, match="extension mode"):
+        extend_head(words, states, sets, ["new"], old, cfg, "retrain")

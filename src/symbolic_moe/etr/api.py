@@ -12,9 +12,10 @@ from ..errors import ConfigError
 from ..types import Question
 from .data import query_messages
 from .evaluate import train_head
+from .extend import extend_head
 from .plugins import ExpertHead, append_tokens, load_head, save_head
-from .query_sets import QuerySets, correctness_based, downsample
-from .replay_pool import meta_correct, replay_correct
+from .query_sets import QuerySets, downsample
+from .replay_pool import RouterSettings, meta_correct, replay_correct, replay_sets
 from .routing import route_states
 from .scoring import AnswerCache
 from .train import TrainConfig
@@ -27,13 +28,23 @@ def _states(lm: MetaLM, cache_dir: Path, questions: Sequence[Question]) -> dict[
 
 
 def replay_query_sets(
-    lm: MetaLM, data_dir: Path, questions: list[Question], models: list[str], cache_dir: Path, seed: int = 0
+    lm: MetaLM,
+    data_dir: Path,
+    questions: list[Question],
+    models: list[str],
+    cache_dir: Path,
+    seed: int = 0,
+    settings: RouterSettings | None = None,
 ) -> QuerySets:
-    """Correctness-based query sets for replay models (expert right, meta LLM wrong)."""
-    answers = AnswerCache(cache_dir / "meta_answers.json")
-    meta_ok = meta_correct(lm, HiddenCache(cache_dir / "hidden"), answers, questions)
-    answers.save()
-    return correctness_based(meta_ok, replay_correct(data_dir, models, questions), 100, seed)
+    """Correctness-based query sets for replay models (expert right; with `settings.meta_filter`,
+    the meta LLM wrong too), capped as `settings.size` says (RouterSettings: no cap, no filter)."""
+    settings = settings or RouterSettings()
+    meta_ok: dict[str, bool] = {}
+    if settings.meta_filter:
+        answers = AnswerCache(cache_dir / "meta_answers.json")
+        meta_ok = meta_correct(lm, HiddenCache(cache_dir / "hidden"), answers, questions)
+        answers.save()
+    return replay_sets(meta_ok, replay_correct(data_dir, models, questions), settings, seed)
 
 
 def labelled_query_sets(questions: list[Question], field: str, seed: int = 0) -> QuerySets:
@@ -54,16 +65,22 @@ def train_plugins(
     extend: bool = False,
 ) -> ExpertHead:
     """Train tokens for the experts in `sets` and write their plug-in files into `out_dir`.
-    `extend`: the experts are new ones, trained alone and appended to the head already there."""
+    `extend`: the experts are new ones, appended to the head already there without changing it;
+    their tokens are trained against the old ones, anchored on the other `questions` (etr/extend.py)."""
     lm = MetaLM(meta_ref)
     names = [n for n, ids in sets.items() if ids]
     if not names:
         raise ConfigError("every expert query set is empty: nothing to train")
-    used = {q for n in names for q in sets[n]}
-    states = _states(lm, cache_dir or out_dir / "cache" / "hidden", [q for q in questions if q.id in used])
-    head = train_head(lm, states, {n: sets[n] for n in names}, names, config or TrainConfig())
+    config = config or TrainConfig()
+    cache = cache_dir or out_dir / "cache" / "hidden"
     if extend:
-        return append_tokens(out_dir, list(head.tokens))
+        old = load_head(out_dir, lm.model_id)
+        states = _states(lm, cache, questions)  # the anchors need every question's state
+        grown = extend_head(lm.head, states, {n: sets[n] for n in names}, names, old, config, "anchored", list(states))
+        return append_tokens(out_dir, list(grown.tokens[len(old) :]))
+    used = {q for n in names for q in sets[n]}
+    states = _states(lm, cache, [q for q in questions if q.id in used])
+    head = train_head(lm, states, {n: sets[n] for n in names}, names, config)
     save_head(head, out_dir)
     return head
 

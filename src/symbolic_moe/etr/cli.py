@@ -61,6 +61,7 @@ def _train(
     epochs: int,
     lr: float,
     extend: bool,
+    anchors: list[Question] | None = None,
 ) -> None:
     from .api import labelled_query_sets, replay_query_sets, train_plugins
     from .whitebox import MetaLM
@@ -72,7 +73,8 @@ def _train(
     else:
         sets = labelled_query_sets(questions, str(field), seed)
     config = TrainConfig(lr=lr, epochs=epochs, seed=seed)
-    head = train_plugins(questions, sets, out, meta, config, out / "cache" / "hidden", extend=extend)
+    pool = questions + [q for q in anchors or [] if q.id not in {x.id for x in questions}]
+    head = train_plugins(pool, sets, out, meta, config, out / "cache" / "hidden", extend=extend)
     sizes = ", ".join(f"{n}={len(sets.get(n, []))}" for n in head.names)
     skipped = [n for n, ids in sets.items() if not ids]
     note = f"; no token for {', '.join(skipped)} (empty query set)" if skipped else ""
@@ -123,11 +125,17 @@ def extend(
     epochs: EpochsOpt = 5,
     lr: LrOpt = 5e-4,
     per_category: PerGroupOpt = None,
+    anchors: Annotated[
+        Path | None,
+        typer.Option("--anchors", help="question JSONL the current experts should keep (labelled by their head)"),
+    ] = None,
 ) -> None:
-    """Train tokens for new experts alone and append them to an existing plug-in directory."""
-    _train(
-        out, _questions(questions, split, data_dir, per_category), replay, field, meta, data_dir, seed, epochs, lr, True
-    )
+    """Train tokens for new experts and append them to an existing plug-in directory (old files
+    untouched). The new tokens are trained against the old ones: besides their own query sets,
+    every other question (and those in --anchors) must stay with the expert the head routes it to."""
+    qs = _questions(questions, split, data_dir, per_category)
+    extra = read_questions(anchors) if anchors else None
+    _train(out, qs, replay, field, meta, data_dir, seed, epochs, lr, True, extra)
 
 
 @app.command()

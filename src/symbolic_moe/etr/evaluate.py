@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from ..types import Question
 from .data import query_messages, read_questions, split_by_group, take_per_group
+from .extend import MODES, diagnostics, extend_head
 from .plugins import ExpertHead
 from .query_sets import QuerySets, downsample, loss_based, response_losses, training_pairs
 from .routing import route_states
@@ -53,20 +55,14 @@ def train_head(
     sets: QuerySets,
     names: list[str],
     config: TrainConfig,
-    frozen: ExpertHead | None = None,
+    lse: Mapping[str, float] | None = None,
 ) -> ExpertHead:
-    """Train the tokens of `names` from their query sets (others in `frozen` join the softmax)."""
+    """Train the tokens of `names` from their query sets (plug-in extension: etr/extend.py).
+    `lse`: each query's word-token logsumexp, when already known (cross-validation reuses it)."""
     ids, targets = training_pairs(sets, names)
     hidden = np.stack([states[q] for q in ids])
-    rows, _ = train_expert_tokens(
-        hidden,
-        np.array(targets),
-        lm.head,
-        len(names),
-        config,
-        None if frozen is None else frozen.rows,
-        word_logsumexp(hidden, lm.head),
-    )
+    words = np.array([lse[q] for q in ids]) if lse is not None else word_logsumexp(hidden, lm.head)
+    rows, _ = train_expert_tokens(hidden, np.array(targets), lm.head, len(names), config, None, words)
     return ExpertHead.from_rows(lm.model_id, names, rows, {"train": config.to_json()})
 
 
@@ -86,7 +82,12 @@ def mmlu_expert(
     config: TrainConfig | None = None,
     meta_ref: str = "embedded:smollm2",
     threads: int = 2,
+    routing_only: bool = False,
+    dynamic_splits: int = 1,
 ) -> dict[str, Any]:
+    """`routing_only`: ETR heads and routing accuracy only (no expert answers, no prompt baselines:
+    hidden states are all it needs). `dynamic_splits`: ETR-Dynamic over this many seeded draws of
+    the 4 + 2 expert groups (the first is the one reported as etr_dynamic_<mode>)."""
     config = config or TrainConfig(seed=seed)
     questions = read_questions(data_dir / "mmlu_expert" / "test.jsonl")
     train_all, held_all = split_by_group(questions, "domain", seed)
@@ -100,6 +101,8 @@ def mmlu_expert(
     mpe: list[str] = []
     for q in held:  # one question at a time, so every prompt below reuses the question's KV cache
         states[q.id] = cache.last_states(lm, [query_messages(q)])[0]
+        if routing_only:
+            continue
         for expert in [None, *names]:
             answers.get(lm, q, query_messages(q), expert or "meta", None if expert is None else expert_suffix(expert))
         mpe.append(names[meta_prompting_choice(lm, q, descriptions)])
@@ -114,17 +117,30 @@ def mmlu_expert(
     for kind, qs in sets.items():
         static = train_head(lm, states, qs, names, config)
         routes[f"etr_static_{kind}"] = [names[i] for i in route_states(eval_states, static)]
-    # ETR-Dynamic (Table 4): 4 experts at time 0, 2 trained later and appended
-    rng = np.random.default_rng(seed)
-    first = sorted(rng.choice(len(names), 4, replace=False).tolist())
-    group0, group1 = [names[i] for i in first], [n for i, n in enumerate(names) if i not in first]
-    head0 = train_head(lm, states, sets["domain"], group0, config)
-    for mode, frozen in (("absent", None), ("frozen", head0)):
-        head1 = train_head(lm, states, sets["domain"], group1, config, frozen)
-        grown = head0.append(head1.tokens)
-        order = [grown.names.index(n) for n in names]  # back to the static order for reporting
-        dyn = ExpertHead(grown.meta_model, tuple(grown.tokens[i] for i in order))
-        routes[f"etr_dynamic_{mode}"] = [names[i] for i in route_states(eval_states, dyn)]
+        if kind == "domain":
+            static_domain = static
+    # ETR-Dynamic (Table 4): 4 experts at time 0, 2 trained later and appended (etr/extend.py)
+    held_domains = [str(q.field("domain")) for q in held]
+    anchors = [q.id for q in train]  # every training query the framework holds; the frozen head labels them
+    splits, diagnosis = [], {}
+    for split in range(dynamic_splits):
+        rng = np.random.default_rng(seed + split)
+        first = sorted(rng.choice(len(names), 4, replace=False).tolist())
+        group0, group1 = [names[i] for i in first], [n for i, n in enumerate(names) if i not in first]
+        head0 = train_head(lm, states, sets["domain"], group0, config)
+        row: dict[str, Any] = {"groups": [group0, group1]}
+        for mode in MODES:
+            grown = extend_head(lm.head, states, sets["domain"], group1, head0, config, mode, anchors)
+            chosen = [grown.names[i] for i in route_states(eval_states, grown)]
+            row[mode] = routing_accuracy(chosen, held)
+            if split == 0:
+                routes[f"etr_dynamic_{mode}"] = chosen
+                diagnosis[mode] = diagnostics(eval_states, grown, group1, held_domains)
+        if split == 0:
+            diagnosis["static"] = diagnostics(eval_states, static_domain, group1, held_domains)
+        splits.append(row)
+    if routing_only:
+        return _routing_result(routes, held, sets, splits, diagnosis, config, seed, lm.model_id)
     routes["random"] = [names[i] for i in np.random.default_rng(seed).integers(0, len(names), len(held))]
     routes["meta_prompting_e"] = mpe
     profile_set = take_per_group(train, "domain", profile_per_domain)
@@ -142,10 +158,12 @@ def mmlu_expert(
                 "eval_questions": len(held),
                 "train_config": config.to_json(),
                 "query_set_sizes": {k: {d: len(v) for d, v in s.items()} for k, s in sets.items()},
-                "dynamic_groups": [group0, group1],
+                "dynamic_groups": splits[0]["groups"],
                 "tau": tau,
                 "symbolic_moe_profile_questions_per_domain": profile_per_domain,
             },
+            "dynamic_diagnostics": diagnosis,
+            "dynamic_splits": splits,
             "query_set_domain_purity": {
                 k: {d: _purity(v, d, questions) for d, v in s.items()} for k, s in sets.items()
             },
@@ -153,6 +171,44 @@ def mmlu_expert(
     )
     (out_dir / "mmlu_expert_routes.json").write_text(json.dumps({"ids": [q.id for q in held], **routes}))
     return result
+
+
+def _routing_result(
+    routes: dict[str, list[str]],
+    held: list[Question],
+    sets: dict[str, QuerySets],
+    splits: list[dict[str, Any]],
+    diagnosis: dict[str, Any],
+    config: TrainConfig,
+    seed: int,
+    meta_model: str,
+) -> dict[str, Any]:
+    methods = {}
+    for name, chosen in routes.items():
+        per_domain = {
+            d: float(np.mean([c == d for c, q in zip(chosen, held, strict=True) if q.field("domain") == d]))
+            for d in DOMAINS
+        }
+        methods[name] = {
+            "routing_accuracy": routing_accuracy(chosen, held),
+            "distribution": dict(Counter(chosen)),
+            "per_domain_routing": per_domain,
+        }
+    means = {m: float(np.mean([s[m] for s in splits])) for m in MODES}
+    return {
+        "methods": methods,
+        "setup": {
+            "meta_model": meta_model,
+            "seed": seed,
+            "eval_questions": len(held),
+            "train_config": config.to_json(),
+            "query_set_sizes": {k: {d: len(v) for d, v in s.items()} for k, s in sets.items()},
+            "routing_only": True,
+        },
+        "dynamic_splits": splits,
+        "dynamic_mean_over_splits": means,
+        "dynamic_diagnostics": diagnosis,
+    }
 
 
 def _purity(ids: list[str], domain: str, questions: list[Question]) -> float | None:

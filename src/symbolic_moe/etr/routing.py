@@ -38,6 +38,17 @@ def route_states(states: np.ndarray, experts: ExpertHead) -> np.ndarray:
     return np.asarray(states @ experts.rows.T).argmax(axis=-1)
 
 
+def expert_probabilities(states: np.ndarray, experts: ExpertHead) -> np.ndarray:
+    """Router-only: softmax over the expert tokens' logits per row of `states` (n, E). The word
+    tokens scale every expert's probability by the same factor, so leaving them out changes no
+    ranking; it gives weights that sum to 1 over the experts (for a weighted vote)."""
+    if not len(experts):
+        raise ValueError("no expert tokens to route to")
+    logits = np.asarray(states, dtype=np.float64) @ experts.rows.T.astype(np.float64)
+    p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return p / p.sum(axis=-1, keepdims=True)
+
+
 class ExpertBackend(Protocol):
     """An expert that can continue a chat whose assistant turn has already begun with `prefix`."""
 

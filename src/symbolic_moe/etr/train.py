@@ -74,15 +74,27 @@ def train_expert_tokens(
     lse_words: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[float]]:
     """Train W_E (n_experts x d) on (query state, expert index) pairs; returns rows and per-epoch
-    mean losses. A query in several experts' query sets appears once per expert."""
+    mean losses. A query in several experts' query sets appears once per expert. With `frozen`
+    (F x d), a target n_experts + f means "the frozen expert f": such anchor queries teach the new
+    rows to lose where an old expert should win (plug-in extension, etr/extend.py)."""
     import torch
 
     config = config or TrainConfig()
     targets = np.asarray(targets, dtype=np.int64)
     if len(hidden) != len(targets) or not len(targets):
         raise ValueError(f"{len(hidden)} hidden states for {len(targets)} targets")
-    if targets.min() < 0 or targets.max() >= n_experts:
-        raise ValueError(f"targets must be in [0, {n_experts})")
+    limit = n_experts + (0 if frozen is None else len(frozen))
+    if targets.min() < 0 or targets.max() >= limit:
+        raise ValueError(f"targets must be in [0, {limit})")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # (16 x 576) matmuls: more threads only add synchronisation (3x slower measured)
+    try:
+        return _train(torch, hidden, targets, head, n_experts, config, frozen, lse_words)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(torch, hidden, targets, head, n_experts, config, frozen, lse_words):  # type: ignore[no-untyped-def]
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     lse = word_logsumexp(hidden, head) if lse_words is None else lse_words

@@ -15,6 +15,8 @@ models without a BOS token (SmolLM2).
 from __future__ import annotations
 
 import hashlib
+import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -254,7 +256,8 @@ class HiddenCache:
                 continue
             out[i] = lm.hidden(lm.tokenize(text))
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npy")
+            # a temp name of our own: two processes may compute the same prompt (duplicate questions)
+            tmp = path.with_name(f"{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.npy")
             np.save(tmp, out[i])
             tmp.replace(path)
         return out

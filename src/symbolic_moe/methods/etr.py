@@ -1,10 +1,47 @@
-"""Expert Token Routing as a method: the meta LLM's expert tokens pick one expert per question."""
+"""Expert Token Routing as methods of a run (`smoe run` / `smoe compare` / `smoe serve`).
+
+The meta LLM (SmolLM2, white-box through llama.cpp) reads each question; expert tokens trained on
+its hidden states of the validation split (correctness-based query sets: the pool model's recorded
+or generated answer is right) give a probability per pool model (router-only ETR, etr/replay_pool):
+
+- `etr`: the most likely expert answers alone (model switch, 1 call per question);
+- `etr_vote`: the `recruit.k` most likely experts answer, their answers are voted with the
+  expert-token probabilities as weights (k calls).
+
+Options (`[method_options.etr]`, shared by both): `meta_model` (default embedded:smollm2),
+`threads` (llama.cpp threads), `cache_dir` (hidden states and meta answers, default
+$SMOE_CACHE_DIR/etr or ~/.cache/symbolic-moe/etr), `lr`, `epochs`, `size` (query-set cap per
+expert, 0 = none), `batch_size`, `meta_filter` (see etr.replay_pool.RouterSettings).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import hashlib
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .base import method
+import numpy as np
+
+from ..errors import ConfigError
+from ..etr.plugins import ExpertHead, load_head, save_head
+from ..etr.replay_pool import (
+    RouterSettings,
+    etr_cache_dir,
+    fit_router,
+    meta_correct,
+    question_states,
+    replay_sets,
+    top_k,
+)
+from ..etr.routing import expert_probabilities
+from ..etr.scoring import AnswerCache
+from ..etr.whitebox import HiddenCache, MetaLM
+from ..inference.aggregate import answer_as_text, vote
+from ..inference.recruit import Recruitment
+from .base import Prediction, method
+from .rounds import option
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -14,8 +51,86 @@ def _prepare(run: Run) -> None:
     run.validation_correct()
 
 
+def _number(run: Run, key: str, default: float, kind: type, minimum: float) -> Any:
+    value = option(run, "etr", key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or kind(value) != value or value < minimum:
+        what = "an integer" if kind is int else "a number"
+        raise ConfigError(f"method_options.etr.{key} = {value!r}: expected {what} >= {minimum:g}")
+    return kind(value)
+
+
+def router_settings(run: Run) -> RouterSettings:
+    """The fitted router's settings: defaults, overridden by `[method_options.etr]`."""
+    base = RouterSettings()
+    train = replace(
+        base.train,
+        lr=_number(run, "lr", base.train.lr, float, 0.0),
+        epochs=_number(run, "epochs", base.train.epochs, int, 1),
+        batch_size=_number(run, "batch_size", base.train.batch_size, int, 1),
+    )
+    size = _number(run, "size", base.size or 0, int, 0)  # 0: no cap
+    meta_filter = option(run, "etr", "meta_filter", base.meta_filter)
+    if not isinstance(meta_filter, bool):
+        raise ConfigError(f"method_options.etr.meta_filter = {meta_filter!r}: expected true or false")
+    return RouterSettings(train, size or None, meta_filter)
+
+
+def expert_distribution(run: Run, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """(test questions x pool models) expert-token probabilities, fitted on the validation split."""
+    root = Path(option(run, "etr", "cache_dir", None) or etr_cache_dir())
+    lm = MetaLM(
+        str(option(run, "etr", "meta_model", "embedded:smollm2")), n_threads=int(option(run, "etr", "threads", 2))
+    )
+    cache = HiddenCache(root / "hidden")
+    settings = router_settings(run)
+    meta_ok: dict[str, bool] = {}
+    if settings.meta_filter:  # the meta LLM's own answers are only needed to filter query sets
+        answers = AnswerCache(root / f"meta_answers_{lm.model_id}.json")
+        meta_ok = meta_correct(lm, cache, answers, run.validation)
+        answers.save()
+    correct = run.validation_correct()
+    sets = replay_sets(meta_ok, correct, settings, seed)
+    # etr and etr_vote of one seed share the fitted tokens: refit only when what they depend on changed
+    fit = json.dumps([lm.model_id, settings.to_json(), seed, sets, run.experts], sort_keys=True)
+    key = hashlib.sha256(fit.encode()).hexdigest()[:16]
+    folder = run.out / "etr" / f"plugins_seed{seed}"
+    head = load_head(folder) if (folder / "experts.json").exists() else None
+    if head is None or head.names != run.experts or head.tokens[0].info.get("fit") != key:
+        head, _ = fit_router(lm, question_states(lm, cache, run.validation), meta_ok, correct, settings, seed)
+        head = ExpertHead.from_rows(head.meta_model, head.names, head.rows, {"fit": key, "router": settings.to_json()})
+        save_head(head, folder)
+    test_states = np.stack(list(question_states(lm, cache, run.test).values()))
+    info = {
+        "meta_model": lm.model_id,
+        "meta_validation_accuracy": float(np.mean(list(meta_ok.values()))) if meta_ok else None,
+        "settings": settings.to_json(),
+        "query_set_sizes": {m: len(ids) for m, ids in sets.items()},
+    }
+    return expert_probabilities(test_states, head), info
+
+
+def _answer(run: Run, seed: int, k: int) -> tuple[list[Prediction], dict[str, Any]]:
+    probabilities, info = expert_distribution(run, seed)
+    order, weights = top_k(probabilities, k)
+    experts = [[run.experts[i] for i in row] for row in order]
+    plan = Recruitment(run.experts, [q.id for q in run.test], experts, probabilities)
+    outputs = run.expert_outputs(plan, seed, write=False)
+    predictions = []
+    for q, row, models, w in zip(run.test, outputs, experts, weights, strict=True):
+        text = row[0].text if k == 1 else answer_as_text(vote(q, [c.text for c in row], list(w)), q)
+        predictions.append(Prediction.grade(q, text, experts=models))
+    first = [e[0] for e in experts]
+    info["selection_counts"] = {m: first.count(m) for m in run.experts}
+    return predictions, info
+
+
 @method("etr", prepare=_prepare)
 def etr(run: Run, seed: int):
-    from ..etr.method import etr_method  # torch is imported only when ETR runs
+    """Model switch: the expert whose token is most likely answers alone."""
+    return _answer(run, seed, 1)
 
-    return etr_method(run, seed)
+
+@method("etr_vote", prepare=_prepare)
+def etr_vote(run: Run, seed: int):
+    """The `recruit.k` most likely experts, voted with their expert-token probabilities."""
+    return _answer(run, seed, run.config.recruit.k)
