@@ -38,7 +38,8 @@ def mixture(tmp_path_factory) -> Mixture:
 
 def test_import_is_cheap():
     """`import symbolic_moe` loads neither the API nor any engine until they are used."""
-    code = "import sys, symbolic_moe; print(sorted(m for m in sys.modules if m.startswith(('symbolic_moe', 'torch', 'llama_cpp', 'numpy'))))"
+    heavy = ("symbolic_moe", "torch", "llama_cpp", "numpy")
+    code = f"import sys, symbolic_moe; print(sorted(m for m in sys.modules if m.startswith({heavy})))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == "['symbolic_moe']"
 
@@ -113,10 +114,10 @@ def readme_example() -> str:
 
 
 @pytest.mark.slow
-def test_readme_example_runs_as_written(tmp_path):
-    """The example, unchanged, in a clean directory with the repository's configs: it answers
+def test_readme_example_runs_as_written(embedded_demo_dir):
+    """The example, unchanged, in a directory holding only the repository's configs: it answers
     with the real embedded models (SmolLM2, Gemma-3) and prints what it promises."""
-    (tmp_path / "configs").symlink_to(ROOT / "configs")
+    tmp_path = embedded_demo_dir
     (tmp_path / "example.py").write_text(readme_example())
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(
