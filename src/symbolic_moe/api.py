@@ -158,13 +158,14 @@ class Mixture:
 
     def prepare(self) -> None:
         """Profiles (and the aggregator choice when an LLM aggregates): computed once, from the
-        validation split, and kept in the run directory."""
+        validation split, and kept in the run directory. `smoe serve` calls it before it listens."""
         with self._lock:
             if self._ready:
                 return
             self.run.profiles()
             if self.run.config.aggregator.method == "llm":
                 self.run.aggregator()
+            _ = self._known  # the benchmark's questions, read now rather than on a first request
             self._ready = True
 
     @cached_property
