@@ -21,6 +21,7 @@ from symbolic_moe.server import MODEL_ID, BackgroundServer, ServerOptions, creat
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-key"
+EMBEDDED_POOL = ["smollm2", "gemma3", "smollm2-science", "gemma3-humanities"]
 QUESTIONS = [
     "Which gas do plants absorb? The options are: (A) oxygen (B) carbon dioxide (C) helium.",
     "What is 7 * 8?",
@@ -37,6 +38,9 @@ def server(embedded_demo_dir):
         benchmark={"validation_limit": 4},
         aggregator={"model": "smollm2"},
         scheduler={"progress": False},
+        # one llama.cpp thread: on a busy machine spinning threads wait on each other (speed only:
+        # not part of any stored generation's key)
+        pool={name: {"options": {"n_threads": 1}} for name in EMBEDDED_POOL},
         **{"recruit.k": 2},
     )
     app = create_app(mixture, ServerOptions(api_key=KEY, window=0.3))
