@@ -94,3 +94,15 @@ def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path,
             pass
         time.sleep(0.25)
     pytest.fail(f"llama.cpp server at {base_url} did not answer /models within {limit:.0f} s")
+
+
+@pytest.fixture(scope="session")
+def embedded_demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The working directory of the README's Python API example (configs/ linked in): the API
+    test runs the example there and the server test serves the same run directory, so the
+    embedded profiles are built once per session."""
+    path = tmp_path_factory.getbasetemp() / "embedded-demo"
+    path.mkdir(exist_ok=True)
+    if not (path / "configs").exists():
+        (path / "configs").symlink_to(Path(__file__).resolve().parents[1] / "configs")
+    return path

@@ -1,4 +1,28 @@
 """symbolic-moe: per-question, skill-based routing over a pool of LLMs (Symbolic-MoE), and
-Expert Token Routing. See README.md for the pipeline and `smoe --help` for the commands."""
+Expert Token Routing. See README.md for the pipeline and `smoe --help` for the commands.
+
+The Python API (`Mixture`, `Answer`, ...) lives in `symbolic_moe.api`; it is imported on first
+use, so `import symbolic_moe` stays cheap (no engines, no torch)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+__all__ = ["Answer", "ExpertAnswer", "Mixture", "Question", "Request", "Usage", "__version__"]
+
+if TYPE_CHECKING:
+    from .api import Answer, ExpertAnswer, Mixture, Request, Usage
+    from .types import Question
+
+
+def __getattr__(name: str) -> Any:
+    if name == "Question":
+        from .types import Question
+
+        return Question
+    if name in __all__:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'symbolic_moe' has no attribute '{name}'")

@@ -202,16 +202,26 @@ def serve(
     set_: SetOpt = None,
     out: OutOpt = None,
     data_dir: DataOpt = None,
-    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="address to bind (0.0.0.0: every interface)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port")] = 8000,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="SMOE_API_KEY", help="require Authorization: Bearer KEY on /v1 calls")
+    ] = None,
+    max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = 256 * 1024,
+    max_question_bytes: Annotated[int, typer.Option(help="longer questions (UTF-8 bytes) get 400")] = 16 * 1024,
+    window: Annotated[float, typer.Option(help="seconds a micro-batch waits for more requests")] = 0.05,
 ) -> None:
     """Serve the mixture as one model behind an OpenAI-compatible /v1/chat/completions."""
     import uvicorn
 
-    from .server import create_app
+    from .api import Mixture
+    from .server import ServerOptions, create_app
 
+    options = ServerOptions(
+        api_key=api_key, max_body_bytes=max_body_bytes, max_question_bytes=max_question_bytes, window=window
+    )
     run = open_run(config, (set_ or []) + ["scheduler.progress=false"], out, data_dir)
-    uvicorn.run(create_app(run), host=host, port=port)
+    uvicorn.run(create_app(Mixture(run), options), host=host, port=port)
 
 
 @app.command("compare")

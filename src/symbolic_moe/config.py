@@ -187,23 +187,35 @@ def _parse_value(text: str) -> Any:
         return text
 
 
+def set_dotted(raw: dict[str, Any], dotted: str, value: Any, what: str = "--set") -> None:
+    """Set `a.b.c` in a raw config (tables created as needed): one override, from the command
+    line's `--set` or the Python API's keyword arguments."""
+    keys = dotted.strip().split(".")
+    node = raw
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{what} {dotted}: '{key}' is not a table")
+    node[keys[-1]] = value
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set expects dotted.key=value, got '{item}'")
         dotted, value = item.split("=", 1)
-        keys = dotted.strip().split(".")
-        node = raw
-        for key in keys[:-1]:
-            node = node.setdefault(key, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {dotted}: '{key}' is not a table")
-        node[keys[-1]] = _parse_value(value.strip())
+        set_dotted(raw, dotted, _parse_value(value.strip()))
     return raw
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None, out: str | Path | None = None) -> RunConfig:
-    """Read a run TOML, apply `--set` overrides and `--out`; errors name the file and field."""
+def load_config(
+    path: str | Path,
+    overrides: list[str] | None = None,
+    out: str | Path | None = None,
+    values: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Read a run TOML, apply `--set` overrides, then `values` ({dotted key: Python value}, the
+    Python API's overrides), and `--out`; errors name the file and field."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -212,6 +224,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None, out: str |
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     raw = apply_overrides(raw, overrides or [])
+    for dotted, value in (values or {}).items():
+        set_dotted(raw, dotted, value, what="override")
     if out is not None:
         raw["out"] = str(out)
     return parse_config(raw, source=str(path))

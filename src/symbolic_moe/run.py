@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import RunConfig, resolve_data_dir
 from .data import load_split
-from .inference.experts import run_experts
+from .inference.experts import Seeds, run_experts
 from .inference.keyword_mapping import KeywordEmbedder, map_keywords
 from .inference.recruit import Recruitment, recruit
 from .preprocess import aggregator_choice, keywords, profiles
@@ -120,10 +120,13 @@ class Run:
         data = self.artifact(f"keywords_{split}.json", depends, compute)
         return {qid: row["kept"] for qid, row in data.items()}
 
-    def annotate(self, questions: list[Question]) -> dict[str, dict[str, list]]:
-        """Keyword samples and kept keywords of any questions: {qid: {"samples", "kept"}}."""
+    def annotate(
+        self, questions: list[Question], completions: dict[str, list[Completion]] | None = None
+    ) -> dict[str, dict[str, list]]:
+        """Keyword samples and kept keywords of any questions: {qid: {"samples", "kept"}}
+        (`completions` receives each question's keyword generations)."""
         cfg = self.config.keywords
-        samples = keywords.annotate(questions, self.scheduler, cfg)
+        samples = keywords.annotate(questions, self.scheduler, cfg, completions)
         kept = keywords.filter_keywords(samples, cfg.filter, cfg.min_count)
         return {qid: {"samples": samples[qid], "kept": kept[qid]} for qid in samples}
 
@@ -239,9 +242,10 @@ class Run:
         )
 
     def expert_outputs(
-        self, plan: Recruitment, seed: int, questions: list[Question] | None = None, write: bool = True
+        self, plan: Recruitment, seed: Seeds, questions: list[Question] | None = None, write: bool = True
     ) -> list[list[Completion]]:
-        """The recruited experts' answers (batched per model), written as JSONL for the test split."""
+        """The recruited experts' answers (batched per model), written as JSONL for the test split
+        (`seed`: one for all questions, or one per question when serving)."""
         questions = self.test if questions is None else questions
         outputs = run_experts(questions, plan.experts, self.scheduler, seed)
         if not write:

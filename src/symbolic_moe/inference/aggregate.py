@@ -9,13 +9,14 @@ An optional discussion round first lets each expert see the others' answers and 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..grading import answer_key, answer_part
 from ..prompts import aggregate_request, discuss_request
 from ..scheduler import Job, Scheduler
-from ..types import Completion, Question
-from .experts import run_slots, slot_jobs
+from ..types import Completion, GenerationSettings, Question
+from .experts import Seeds, per_question, run_slots, slot_jobs
 
 
 def vote(question: Question, texts: Sequence[str | None], weights: Sequence[float] | None = None) -> str | None:
@@ -43,14 +44,24 @@ def llm_aggregate(
     expert_texts: Sequence[Sequence[str | None]],
     aggregator: str,
     scheduler: Scheduler,
-    seed: int = 0,
+    seed: Seeds = 0,
     label: str = "aggregate",
+    settings: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[Completion]:
-    """The aggregator's synthesis of each question's expert answers (answer parts only)."""
-    settings = scheduler.pool.settings(aggregator).model_copy(update={"seed": seed})
+    """The aggregator's synthesis of each question's expert answers (answer parts only).
+    `settings`: per question, generation settings that replace the aggregator's own (a served
+    request's `max_tokens` / `temperature`); they are part of each generation's store key."""
+    base = scheduler.pool.settings(aggregator)
+    seeds = per_question(seed, len(questions))
+    updates = settings if settings is not None else [{}] * len(questions)
     jobs = [
-        Job(aggregator, aggregate_request(q, [answer_part(t) for t in texts]), settings)
-        for q, texts in zip(questions, expert_texts, strict=True)
+        Job(
+            aggregator,
+            aggregate_request(q, [answer_part(t) for t in texts]),
+            # validated, so an override has the same type (and store key) as a config value
+            GenerationSettings.model_validate({**base.model_dump(), **update, "seed": s}),
+        )
+        for q, texts, s, update in zip(questions, expert_texts, seeds, updates, strict=True)
     ]
     return scheduler.run(jobs, label=f"{label} ({aggregator})")
 
@@ -60,7 +71,7 @@ def discussion_round(
     experts: Sequence[Sequence[str]],
     expert_texts: Sequence[Sequence[str | None]],
     scheduler: Scheduler,
-    seed: int = 0,
+    seed: Seeds = 0,
     round_index: int = 1,
     suffix: str = "",
 ) -> list[list[Completion]]:

@@ -15,23 +15,34 @@ from ..scheduler import Job, Scheduler
 from ..types import ChatRequest, Completion, Question
 
 RequestBuilder = Callable[[Question, int, int], ChatRequest]  # (question, slot, sample) -> request
+Seeds = int | Sequence[int]  # one seed for every question, or one per question (online serving)
+
+
+def per_question(seed: Seeds, n: int) -> list[int]:
+    """`seed` as one seed per question: a served batch mixes requests with their own seeds."""
+    if isinstance(seed, int):
+        return [seed] * n
+    seeds = list(seed)
+    if len(seeds) != n:
+        raise ValueError(f"{len(seeds)} seeds for {n} questions")
+    return seeds
 
 
 def slot_jobs(
     questions: Sequence[Question],
     experts: Sequence[Sequence[str]],
     scheduler: Scheduler,
-    seed: int = 0,
+    seed: Seeds = 0,
     build: RequestBuilder | None = None,
 ) -> list[list[Job]]:
     """Per question, one job per slot; repeated models get increasing sample indices."""
     build = build or (lambda q, slot, sample: cot_request(q, sample))
     jobs = []
-    for q, models in zip(questions, experts, strict=True):
+    for q, models, q_seed in zip(questions, experts, per_question(seed, len(questions)), strict=True):
         seen: Counter[str] = Counter()
         row = []
         for slot, model in enumerate(models):
-            settings = scheduler.pool.settings(model).model_copy(update={"seed": seed})
+            settings = scheduler.pool.settings(model).model_copy(update={"seed": q_seed})
             row.append(Job(model, build(q, slot, seen[model]), settings))
             seen[model] += 1
         jobs.append(row)
@@ -49,7 +60,7 @@ def run_experts(
     questions: Sequence[Question],
     experts: Sequence[Sequence[str]],
     scheduler: Scheduler,
-    seed: int = 0,
+    seed: Seeds = 0,
     label: str = "experts",
 ) -> list[list[Completion]]:
     """Zero-shot CoT answers of each question's recruited experts."""

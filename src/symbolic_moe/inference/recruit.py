@@ -17,6 +17,7 @@ experts with under `trim_share` of all selections (paper: 5%; the authors' scrip
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -199,4 +200,49 @@ def recruit(
         counts_before=counts(before),
         counts_after=counts(after),
         trimmed=[m for m, r in zip(models, removed, strict=True) if r],
+    )
+
+
+def question_rng(seed: int, question_id: str) -> np.random.Generator:
+    """An RNG of its own for one (seed, question): the draw does not depend on what else is asked."""
+    digest = int.from_bytes(hashlib.sha256(question_id.encode()).digest()[:8], "little")
+    return np.random.default_rng([seed % 2**64, digest])
+
+
+def recruit_each(
+    question_ids: Sequence[str],
+    keywords: Sequence[Sequence[str]],
+    profiles: dict[str, Profile],
+    models: Sequence[str],
+    seeds: Sequence[int],
+    k: int = 3,
+    weighting: str = "softmax",
+    temperature: float = 0.5,
+) -> Recruitment:
+    """Recruitment for questions asked one by one (online serving): each question draws its k
+    experts from an RNG seeded by its own seed and id, so its experts do not depend on its row in a
+    batch or on the other questions. No trimming: the 5% rule is a statistic over a whole test set."""
+    models = list(models)
+    has_keywords = np.array([len(ks) > 0 for ks in keywords], dtype=bool)
+    scores = score_matrix(profiles, models, keywords)
+    competency = global_competency(profiles, models)
+    probs = probabilities(scores, competency, weighting, temperature, has_keywords)
+    if weighting == "greedy":
+        scores[~has_keywords] = 0.0  # no skills: rank by competency alone
+        picks = top_experts(scores, competency, k)
+    else:
+        rows = [
+            sample_experts(probs[i : i + 1], k, question_rng(seed, qid))[0]
+            for i, (qid, seed) in enumerate(zip(question_ids, seeds, strict=True))
+        ]
+        picks = np.array(rows, dtype=int).reshape(len(rows), k)
+    counts = np.bincount(picks.ravel(), minlength=len(models))
+    selected = {m: int(c) for m, c in zip(models, counts, strict=True)}
+    return Recruitment(
+        models=models,
+        question_ids=list(question_ids),
+        experts=[[models[i] for i in row] for row in picks],
+        probabilities=probs,
+        counts_before=selected,
+        counts_after=dict(selected),
     )

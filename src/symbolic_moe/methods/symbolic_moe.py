@@ -1,46 +1,18 @@
 """Symbolic-MoE (paper Fig. 2b): recruit k experts per question by skill, run them batched per
-model, aggregate. Variants differ only in the aggregator, weighting and the discussion round."""
+model, aggregate. Variants differ only in the aggregator, weighting and the discussion round.
+The steps after recruitment are `inference.pipeline.synthesize`, shared with the Python API and
+`smoe serve`."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..grading import extract_answer
-from ..inference.aggregate import answer_as_text, discussion_round, llm_aggregate, vote
-from ..inference.recruit import Recruitment
-from ..types import Question
+from ..inference.pipeline import synthesize
 from .base import Prediction, method
 
 if TYPE_CHECKING:
     from ..run import Run
-
-
-def synthesize(
-    run: Run,
-    questions: Sequence[Question],
-    plan: Recruitment,
-    seed: int,
-    aggregation: str,
-    discussion: bool = False,
-    write: bool = True,
-) -> tuple[list[str | None], list[list[str | None]], str]:
-    """Run the recruited experts and aggregate: (final texts, expert texts, aggregator name)."""
-    outputs = run.expert_outputs(plan, seed, list(questions), write=write)
-    texts = [[c.text for c in row] for row in outputs]
-    if discussion:
-        rounds = discussion_round(questions, plan.experts, texts, run.scheduler, seed)
-        texts = [[c.text for c in row] for row in rounds]
-    if aggregation == "llm":
-        aggregator = run.aggregator()
-        finals = [c.text for c in llm_aggregate(questions, texts, aggregator, run.scheduler, seed)]
-        return finals, texts, aggregator
-    index = {m: i for i, m in enumerate(plan.models)}
-    finals = []
-    for q, row, experts, probs in zip(questions, texts, plan.experts, plan.probabilities, strict=True):
-        weights = [float(probs[index[m]]) for m in experts] if aggregation == "weighted" else None
-        finals.append(answer_as_text(vote(q, row, weights), q))
-    return finals, texts, aggregation
 
 
 def symbolic_moe(
@@ -50,13 +22,13 @@ def symbolic_moe(
     aggregation = aggregation or cfg.method
     discussion = cfg.discussion if discussion is None else discussion
     plan = run.recruitment(seed, **recruit)
-    finals, texts, aggregator = synthesize(run, run.test, plan, seed, aggregation, discussion)
+    result = synthesize(run, run.test, plan, seed, aggregation, discussion)
     predictions = [
         Prediction.grade(q, final, experts=experts, expert_answers=[extract_answer(t, q) for t in row])
-        for q, final, experts, row in zip(run.test, finals, plan.experts, texts, strict=True)
+        for q, final, experts, row in zip(run.test, result.finals, plan.experts, result.texts, strict=True)
     ]
     info = {
-        "aggregator": aggregator,
+        "aggregator": result.aggregator,
         "selection_counts_before_trimming": plan.counts_before,
         "selection_counts_after_trimming": plan.counts_after,
         "trimmed": plan.trimmed,

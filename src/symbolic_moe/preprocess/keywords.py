@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from ..config import KeywordConfig
 from ..prompts import keyword_request
 from ..scheduler import Job, Scheduler
-from ..types import GenerationSettings, Question
+from ..types import Completion, GenerationSettings, Question
 
 _PREFIX = re.compile(r"keywords?\s*:", re.IGNORECASE)
 _LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s*")
@@ -70,8 +70,14 @@ def filter_keywords(
     return kept
 
 
-def annotate(questions: Sequence[Question], scheduler: Scheduler, config: KeywordConfig) -> dict[str, list[list[str]]]:
-    """The raw keyword samples of every question, from the keyword LLM (stored generations)."""
+def annotate(
+    questions: Sequence[Question],
+    scheduler: Scheduler,
+    config: KeywordConfig,
+    completions: dict[str, list[Completion]] | None = None,
+) -> dict[str, list[list[str]]]:
+    """The raw keyword samples of every question, from the keyword LLM (stored generations).
+    `completions`, when given, receives each question's keyword generations (for its usage)."""
     base = scheduler.pool.settings(config.model)
     settings = GenerationSettings(
         temperature=config.temperature, top_p=base.top_p, max_tokens=config.max_tokens, seed=base.seed
@@ -79,10 +85,12 @@ def annotate(questions: Sequence[Question], scheduler: Scheduler, config: Keywor
     jobs = [
         Job(config.model, keyword_request(q, sample), settings) for q in questions for sample in range(config.samples)
     ]
-    completions = scheduler.run(jobs, label=f"keywords ({config.model})")
+    generated = scheduler.run(jobs, label=f"keywords ({config.model})")
     samples: dict[str, list[list[str]]] = {q.id: [] for q in questions}
-    for job, completion in zip(jobs, completions, strict=True):
+    for job, completion in zip(jobs, generated, strict=True):
         samples[job.request.question_id].append(parse_keywords(completion.text, config.max_length))
+        if completions is not None:
+            completions.setdefault(job.request.question_id, []).append(completion)
     return samples
 
 

@@ -1,0 +1,273 @@
+"""The mixture as a Python object (issue 13): `Mixture.from_config(path, **overrides)`, then
+`.answer(questions)` or `.chat(messages)`.
+
+The steps are the ones `smoe run` takes on a test question, and `smoe serve` answers through this
+module: skills from the keyword LLM (or a dataset field) -> mapped onto the profile vocabulary
+(MiniLM) -> k experts recruited -> experts run, batched per model -> optional discussion ->
+aggregation (`inference.pipeline.synthesize`). Two differences follow from questions arriving
+one by one instead of as a test split:
+- recruitment draws each question's experts from an RNG seeded by its seed and id
+  (`recruit.recruit_each`), so an answer never depends on what else is asked with it, and skips
+  the 5% trimming (a statistic over a whole test set);
+- keywords are filtered per question (the `global` filter would count over whatever else is asked).
+A question given as text that is a question of the config's benchmark splits (same text up to
+whitespace) is that question: its id, options and fields, so stored generations, recordings
+(replay pools) and `skills_from_field` apply to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, computed_field
+
+from .config import load_config
+from .grading import extract_answer
+from .inference.pipeline import synthesize
+from .inference.recruit import recruit_each
+from .preprocess import keywords
+from .types import Completion, Question
+
+if TYPE_CHECKING:
+    from .run import Run
+
+_OPTION = re.compile(r"\(([A-J])\)")
+
+
+class Usage(BaseModel):
+    """Generations one answer used (stored ones included: they are what the answer cost)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @computed_field
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @classmethod
+    def of(cls, completions: Iterable[Completion]) -> Usage:
+        done = list(completions)
+        return cls(
+            calls=len(done),
+            prompt_tokens=sum(c.prompt_tokens for c in done),
+            completion_tokens=sum(c.completion_tokens for c in done),
+        )
+
+
+class ExpertAnswer(BaseModel):
+    model: str
+    text: str | None  # the expert's full answer (after the discussion round, when there is one)
+    answer: str | None  # the answer extracted from it (option letter or math answer)
+
+
+class Answer(BaseModel):
+    """The mixture's answer to one question."""
+
+    question: Question
+    text: str | None  # the final answer text (the aggregator's, or "The answer is (X)" for a vote)
+    answer: str | None  # the final answer extracted: an option letter or a math answer
+    experts: list[str]
+    skills: list[str]  # the question's skills, mapped onto the profile vocabulary
+    expert_answers: list[ExpertAnswer]
+    aggregator: str  # the aggregator model, or "majority" / "weighted"
+    seed: int
+    usage: Usage
+    steps: dict[str, Usage]  # usage per step: keywords, experts, discussion, aggregator
+
+
+@dataclass(frozen=True)
+class Request:
+    """One question to answer, with its own seed and (LLM aggregator) settings."""
+
+    question: Question
+    seed: int
+    max_tokens: int | None = None
+    temperature: float | None = None
+
+    @property
+    def key(self) -> tuple:
+        """Requests with equal keys have equal answers (every generation is seeded and stored)."""
+        return (self.question.id, self.question.question, self.seed, self.max_tokens, self.temperature)
+
+    def aggregator_settings(self) -> dict[str, Any]:
+        given = {"max_tokens": self.max_tokens, "temperature": self.temperature}
+        return {name: value for name, value in given.items() if value is not None}
+
+
+def question_from_text(text: str) -> Question:
+    """A free-text question; lettered options "(A) ... (B) ..." make it multiple choice. Its id is
+    a hash of the text, so equal texts are the same question (same stored generations)."""
+    letters = sorted(set(_OPTION.findall(text)))
+    qid = "ask-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    return Question(id=qid, question=text, answer="", choices=letters if len(letters) >= 2 else None)
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split())
+
+
+def last_user_message(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The text of the last user message (text parts of a multi-part content joined)."""
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, list):
+            parts = [p for p in content if isinstance(p, Mapping) and p.get("type") == "text"]
+            content = "\n".join(str(p.get("text", "")) for p in parts)
+        if isinstance(content, str) and content.strip():
+            return content
+    raise ValueError("messages: no user message with text to answer")
+
+
+def _flatten(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested keyword arguments as dotted keys: recruit={"k": 2} -> {"recruit.k": 2}."""
+    flat: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class Mixture:
+    """A pool of LLMs answering as one. Thread-safe: calls are answered one batch at a time."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self._lock = threading.RLock()
+        self._ready = False
+
+    @classmethod
+    def from_config(cls, path: str | Path, *, data_dir: str | Path | None = None, **overrides: Any) -> Mixture:
+        """A mixture from a run config (TOML). `overrides` are applied like `--set`: dotted keys
+        (`**{"recruit.k": 2}`) or nested keyword arguments (`recruit={"k": 2}`), merged key by key."""
+        from .run import Run
+
+        return cls(Run(load_config(path, values=_flatten(overrides)), data_dir))
+
+    def prepare(self) -> None:
+        """Profiles (and the aggregator choice when an LLM aggregates): computed once, from the
+        validation split, and kept in the run directory. `smoe serve` calls it before it listens."""
+        with self._lock:
+            if self._ready:
+                return
+            self.run.profiles()
+            if self.run.config.aggregator.method == "llm":
+                self.run.aggregator()
+            _ = self._known  # the benchmark's questions, read now rather than on a first request
+            self._ready = True
+
+    @cached_property
+    def _known(self) -> dict[str, Question]:
+        """The benchmark's questions by (whitespace-normalised) text; test first, then validation."""
+        known: dict[str, Question] = {}
+        for q in [*self.run.test, *self.run.validation]:
+            known.setdefault(_normal(q.question), q)
+        return known
+
+    def question(self, item: str | Question) -> Question:
+        """`item` as a Question: a benchmark question when its text is one, else a new one."""
+        if isinstance(item, Question):
+            return item
+        return self._known.get(_normal(item)) or question_from_text(item)
+
+    def answer(
+        self,
+        questions: str | Question | Sequence[str | Question],
+        *,
+        seed: int | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> list[Answer]:
+        """Answer questions (texts or `Question`s) as one batch: each expert model loads once.
+        `max_tokens` and `temperature` apply to the LLM aggregator (a vote has no generation)."""
+        items = [questions] if isinstance(questions, str | Question) else list(questions)
+        seed = self.run.config.seed if seed is None else seed
+        return self.answer_requests([Request(self.question(q), seed, max_tokens, temperature) for q in items])
+
+    def chat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> Answer:
+        """Answer the last user message of an OpenAI-style message list."""
+        return self.answer(last_user_message(messages), **options)[0]
+
+    def answer_requests(self, requests: Sequence[Request]) -> list[Answer]:
+        """Answer requests that may each carry their own seed and settings, in one batch."""
+        unique = list({r.key: r for r in requests}.values())
+        if not unique:
+            return []
+        with self._lock:
+            self.prepare()
+            answers = self._answer(unique)
+        by_key = {r.key: a for r, a in zip(unique, answers, strict=True)}
+        return [by_key[r.key] for r in requests]
+
+    # -- the steps ----------------------------------------------------------------------------
+
+    def _skills(self, questions: list[Question]) -> tuple[dict[str, list[str]], dict[str, list[Completion]]]:
+        """Each question's skills mapped onto the profiles, and its keyword generations."""
+        cfg, used = self.run.config.keywords, {}
+        if cfg.skills_from_field:
+            kept = keywords.skills_from_field(questions, cfg.skills_from_field)
+        else:
+            rows = self.run.annotate(questions, used)
+            kept = {
+                qid: keywords.filter_keywords({qid: row["samples"]}, cfg.filter, cfg.min_count)[qid]
+                for qid, row in rows.items()
+            }
+        return self.run.map_to_profiles(kept), used
+
+    def _answer(self, requests: list[Request]) -> list[Answer]:
+        run, cfg = self.run, self.run.config
+        questions = [r.question for r in requests]
+        mapped, keyword_generations = self._skills(list({q.id: q for q in questions}.values()))
+        plan = recruit_each(
+            [q.id for q in questions],
+            [mapped[q.id] for q in questions],
+            run.profiles()["profiles"],
+            run.experts,
+            [r.seed for r in requests],
+            k=cfg.recruit.k,
+            weighting=cfg.recruit.weighting,
+            temperature=cfg.recruit.temperature,
+        )
+        result = synthesize(
+            run,
+            questions,
+            plan,
+            [r.seed for r in requests],
+            cfg.aggregator.method,
+            cfg.aggregator.discussion,
+            write=False,
+            aggregator_settings=[r.aggregator_settings() for r in requests],
+        )
+        answers = []
+        for i, (request, q) in enumerate(zip(requests, questions, strict=True)):
+            steps = {"keywords": keyword_generations.get(q.id, []), **result.completions[i]}
+            answers.append(
+                Answer(
+                    question=q,
+                    text=result.finals[i],
+                    answer=extract_answer(result.finals[i], q),
+                    experts=plan.experts[i],
+                    skills=mapped[q.id],
+                    expert_answers=[
+                        ExpertAnswer(model=m, text=t, answer=extract_answer(t, q))
+                        for m, t in zip(plan.experts[i], result.texts[i], strict=True)
+                    ],
+                    aggregator=result.aggregator,
+                    seed=request.seed,
+                    usage=Usage.of(c for step in steps.values() for c in step),
+                    steps={name: Usage.of(step) for name, step in steps.items() if step},
+                )
+            )
+        return answers

@@ -1,0 +1,65 @@
+"""The answering steps after recruitment (paper 3.3.2-3.3.3, SPEC 5.5-5.6): the recruited experts
+(batched per model), an optional discussion round, then aggregation (LLM or vote).
+
+One function for every caller that answers with the mixture: the `symbolic_moe*` methods on the
+test split (`smoe run`), and the Python API (`api.Mixture`), which `smoe serve` calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..types import Completion, Question
+from .aggregate import answer_as_text, discussion_round, llm_aggregate, vote
+from .experts import Seeds
+from .recruit import Recruitment
+
+if TYPE_CHECKING:
+    from ..run import Run
+
+
+@dataclass
+class Synthesis:
+    """Per question: the final text, the expert answers the aggregation saw, and every generation
+    each step used (`{"experts": [...], "discussion": [...], "aggregator": [...]}`, for usage)."""
+
+    finals: list[str | None]
+    texts: list[list[str | None]]
+    aggregator: str
+    completions: list[dict[str, list[Completion]]]
+
+
+def synthesize(
+    run: Run,
+    questions: Sequence[Question],
+    plan: Recruitment,
+    seed: Seeds,
+    aggregation: str,
+    discussion: bool = False,
+    write: bool = True,
+    aggregator_settings: Sequence[Mapping[str, Any]] | None = None,
+) -> Synthesis:
+    """Run the recruited experts and aggregate. `seed`: one for all questions or one per question;
+    `aggregator_settings`: per question, settings replacing the LLM aggregator's (max_tokens, ...)."""
+    outputs = run.expert_outputs(plan, seed, list(questions), write=write)
+    steps: list[dict[str, list[Completion]]] = [{"experts": list(row)} for row in outputs]
+    texts = [[c.text for c in row] for row in outputs]
+    if discussion:
+        rounds = discussion_round(questions, plan.experts, texts, run.scheduler, seed)
+        texts = [[c.text for c in row] for row in rounds]
+        for step, row in zip(steps, rounds, strict=True):
+            step["discussion"] = list(row)
+    if aggregation == "llm":
+        aggregator = run.aggregator()
+        completions = llm_aggregate(questions, texts, aggregator, run.scheduler, seed, settings=aggregator_settings)
+        for step, completion in zip(steps, completions, strict=True):
+            step["aggregator"] = [completion]
+        return Synthesis([c.text for c in completions], texts, aggregator, steps)
+    index = {m: i for i, m in enumerate(plan.models)}
+    finals = []
+    for q, row, experts, probs in zip(questions, texts, plan.experts, plan.probabilities, strict=True):
+        weights = [float(probs[index[m]]) for m in experts] if aggregation == "weighted" else None
+        finals.append(answer_as_text(vote(q, row, weights), q))
+    return Synthesis(finals, texts, aggregation, steps)
