@@ -156,12 +156,29 @@ def run_all(
 def _evaluate(config, sets, out, data_dir, methods, seed, seeds=None) -> None:
     from .report import evaluate as evaluate_methods
     from .report import print_summary
+    from .report.html import write_report
 
     run = open_run(config, sets, out, data_dir)
     seeds = seeds or [run.config.seed if seed is None else seed]
     summary = evaluate_methods(run, methods or run.config.methods, seeds)
     print_summary(summary)
-    console.print(f"wrote {run.out / 'results.json'}")
+    console.print(f"wrote {run.out / 'results.json'} and {write_report(run.out)}")
+
+
+@app.command("report")
+@friendly
+def report(
+    source: Annotated[
+        Path, typer.Argument(help="run directory (or its results.json), or an `smoe etr evaluate --out` JSON")
+    ],
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file (default: report.html in the run dir)")] = None,
+    methods: Annotated[str | None, typer.Option(help="comma-separated methods to show (default: all)")] = None,
+) -> None:
+    """One self-contained HTML report (tables, figures inline) of a run, a comparison or an ETR evaluation."""
+    from .report.html import write_report
+
+    selected = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    console.print(f"wrote {write_report(source, out, selected)}")
 
 
 def main() -> None:  # pragma: no cover
@@ -205,9 +222,11 @@ def compare_methods(
         seed_list = [int(s) for s in seeds.split(",")]
     except ValueError:
         raise typer.BadParameter(f"--seeds expects comma-separated integers, got '{seeds}'") from None
+    from .report.html import write_report
+
     _, summary = compare(run, [m.strip() for m in methods.split(",") if m.strip()], seed_list)
     print_compare(summary)
-    console.print(f"wrote {run.out / 'compare.json'} and {run.out / 'results.json'}")
+    console.print(f"wrote {run.out / 'compare.json'}, {run.out / 'results.json'} and {write_report(run.out)}")
 
 
 def _mount_etr() -> None:
