@@ -24,6 +24,7 @@ def accuracy_vs_calls(methods: Mapping[str, MethodSummary]) -> bytes:
     """Cost and quality: accuracy (95% interval) against LLM calls per question, one point per method."""
     fig = Figure(figsize=(8, 5))
     ax = fig.add_subplot()
+    placed: list[tuple[float, float]] = []
     for i, (name, m) in enumerate(methods.items()):
         low, high = m.ci95
         ax.errorbar(
@@ -34,7 +35,11 @@ def accuracy_vs_calls(methods: Mapping[str, MethodSummary]) -> bytes:
             capsize=4,
             color=f"C{i % 10}",
         )
-        ax.annotate(name, (m.calls_per_question, 100 * m.accuracy), textcoords="offset points", xytext=(6, 4))
+        point = (m.calls_per_question, 100 * m.accuracy)
+        # Methods at about the same point (same calls, close accuracy) get their labels stacked.
+        near = sum(abs(x - point[0]) <= 0.02 * max(x, 1e-9) and abs(y - point[1]) < 3 for x, y in placed)
+        placed.append(point)
+        ax.annotate(name, point, textcoords="offset points", xytext=(6, 4 - 11 * near), fontsize=9)
     calls = [m.calls_per_question for m in methods.values() if m.calls_per_question > 0]
     if calls and max(calls) / min(calls) > 8:
         ax.set_xscale("log")
