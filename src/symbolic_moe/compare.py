@@ -21,6 +21,7 @@ from rich.table import Table
 
 from .methods import method_spec
 from .report import FORMAT, evaluate, write_json_atomic
+from .report.results import interval
 from .run import Run
 
 # method -> (Table 1 category, method, models): how the paper labels each row.
@@ -98,7 +99,8 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
     # Piped to a file, rich would wrap the table at 80 columns: give it room instead.
     console = console or Console(width=None if sys.stdout.isatty() else 170)
     table = Table(title=f"{summary['config']} on {summary['benchmark']}")
-    for column in ("category", "method", "models", "accuracy %", "n", "calls/q", "tokens/q", "loads/seed"):
+    columns = ("category", "method", "models", "accuracy %", "95% interval", "n", "calls/q", "tokens/q", "loads/seed")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("category", "method", "models") else "right")
     last = None
     for name, m in summary["methods"].items():
@@ -111,6 +113,7 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
             escape(f"{label} [{name}]"),
             models,
             accuracy,
+            interval(m["ci95"]),
             str(m["n"]),
             f"{m['calls_per_question']:.1f}",
             f"{m['tokens_per_question']:.0f}",

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import figures
 from .load import EtrReport, RunReport, load
+from .results import interval
 
 TOP_SKILLS = 30  # profile heatmap columns: more are unreadable; the caption says how many exist
 
@@ -70,7 +71,7 @@ def _results_table(report: RunReport) -> str:
         row = [
             name,
             f"{100 * m.accuracy:.2f}",
-            f"{100 * m.ci95[0]:.1f} - {100 * m.ci95[1]:.1f}",
+            interval(m.ci95),
             f"{100 * m.std:.2f}",
             m.n,
             ",".join(map(str, m.seeds)),
@@ -199,7 +200,7 @@ def etr_html(report: EtrReport) -> str:
                 name,
                 "-" if accuracy is None else f"{100 * accuracy:.1f}",
                 "-" if routing is None else f"{100 * routing:.1f}",
-                json.dumps(m.get("distribution", {})),
+                ", ".join(f"{e} {n}" for e, n in m.get("distribution", {}).items()),
             ]
         )
     parts = [

@@ -137,14 +137,26 @@ def write_predictions(run: Run, results: Sequence[MethodResult]) -> None:
     tmp.replace(path)
 
 
+def interval(ci95: Sequence[float]) -> str:
+    """A 95% interval in percent, as the tables show it."""
+    return f"{100 * ci95[0]:.1f}-{100 * ci95[1]:.1f}"
+
+
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"{summary['config']} on {summary['benchmark']}")
-    for column in ("method", "accuracy", "n", "calls/q", "tokens/q"):
+    for column in ("method", "accuracy", "95% interval", "n", "calls/q", "tokens/q"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for name, m in summary["methods"].items():
         acc = f"{100 * m['accuracy']:.2f}" + (f" ± {100 * m['std']:.2f}" if len(m["seeds"]) > 1 else "")
-        table.add_row(name, acc, str(m["n"]), f"{m['calls_per_question']:.1f}", f"{m['tokens_per_question']:.0f}")
+        table.add_row(
+            name,
+            acc,
+            interval(m["ci95"]),
+            str(m["n"]),
+            f"{m['calls_per_question']:.1f}",
+            f"{m['tokens_per_question']:.0f}",
+        )
     console.print(table)
     console.print(
         f"loads: {summary['loads']}   wall: {summary['wall_seconds']:.1f} s   "
