@@ -202,10 +202,10 @@ def test_bad_input_is_one_error_line_and_nothing_written(compare_dir: Path, tmp_
     _refused([run], "not valid JSON", page)
 
 
-def test_smoe_run_writes_the_report(tmp_path: Path) -> None:
-    code, output = smoe(
-        "run", CONFIG, *replay_sets(tmp_path), "--set", "methods=['symbolic_moe']", "--out", tmp_path / "run"
-    )
+def test_smoe_run_writes_the_report(compare_dir: Path, tmp_path: Path) -> None:
+    # the comparison's store: its generations are reused, only the run's own files are new
+    sets = replay_sets(compare_dir.parent) + ["--set", "methods=['symbolic_moe']"]
+    code, output = smoe("run", CONFIG, *sets, "--out", tmp_path / "run")
     assert code == 0, output
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     check_rendered(tmp_path, tmp_path / "run" / "report.html", expected_figures(results))

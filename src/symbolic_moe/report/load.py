@@ -101,6 +101,8 @@ def _validated(model: type[BaseModel], data: Any, where: str) -> Any:
 def load(path: Path, methods: list[str] | None = None) -> RunReport | EtrReport:
     """The report data of a run directory, a results.json, or an `smoe etr evaluate` JSON."""
     path = Path(path)
+    if path.is_file() and path.suffix != ".json":
+        raise ReportError(f"{path}: not a run directory, a results.json or an `smoe etr evaluate --out` JSON")
     if path.is_file() and path.name != "results.json":
         return load_etr(path, methods)
     run_dir = path.parent if path.is_file() else path
