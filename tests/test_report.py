@@ -224,8 +224,8 @@ def test_etr_evaluation_report(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_etr_run_report_shows_routing_per_category(tmp_path: Path) -> None:
     """ETR as a method beside `oracle`: routing accuracy per category from the run's predictions."""
-    sets = ["keywords.skills_from_field=category", "benchmark.limit=14", "benchmark.stride=150"]
-    sets += ["benchmark.validation_limit=28", "scheduler.progress=false", "methods=['etr','oracle']"]
+    sets = ["keywords.skills_from_field=category", "benchmark.limit=7", "benchmark.stride=300"]
+    sets += ["benchmark.validation_limit=14", "scheduler.progress=false", "methods=['etr','oracle']"]
     sets += [f"store={tmp_path / 'store.sqlite'}"]
     args = [a for s in sets for a in ("--set", s)]
     code, output = smoe("run", CONFIG, *args, "--out", tmp_path / "run")
