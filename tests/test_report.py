@@ -28,7 +28,7 @@ DATA = default_data_dir()
 LIMIT = 70  # every 30th MMLU-Pro test question: 5 per category
 METHODS = "task_best,top_k_vote,symbolic_moe_vote,symbolic_moe_weighted,oracle"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
+needs_data = pytest.mark.skipif(
     DATA is None or not (DATA / "replay" / "mmlu_pro").is_dir(), reason="shared data directory not found"
 )
 
@@ -115,6 +115,7 @@ def check_rendered(tmp: Path, page: Path, figures: int) -> Path:
     return shot
 
 
+@needs_data
 def test_results_json_records_what_produced_it(compare_dir: Path) -> None:
     results = json.loads((compare_dir / "results.json").read_text())
     assert results["format"] == 2 and results["symbolic_moe_version"] == __version__
@@ -141,6 +142,7 @@ def test_results_json_records_what_produced_it(compare_dir: Path) -> None:
     assert table["methods"]["task_best"]["ci95"] == results["methods"]["task_best"]["ci95"]
 
 
+@needs_data
 def test_compare_report_renders_every_figure(compare_dir: Path, tmp_path: Path) -> None:
     results = json.loads((compare_dir / "results.json").read_text())
     page = compare_dir / "report.html"  # written by `smoe compare` itself
@@ -152,6 +154,7 @@ def test_compare_report_renders_every_figure(compare_dir: Path, tmp_path: Path) 
     shutil.copy(shot, Path("/tmp") / "smoe-report-screenshot.png")  # for a person to look at
 
 
+@needs_data
 def test_report_of_selected_methods(compare_dir: Path, tmp_path: Path) -> None:
     code, output = smoe("report", compare_dir, "--methods", "task_best,oracle", "--out", tmp_path / "two.html")
     assert code == 0, output
@@ -175,6 +178,7 @@ def _refused(args: list, message: str, untouched: Path) -> None:
     assert not list(untouched.parent.glob(".*tmp")), "no temporary file is left behind"
 
 
+@needs_data
 def test_bad_input_is_one_error_line_and_nothing_written(compare_dir: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -202,6 +206,7 @@ def test_bad_input_is_one_error_line_and_nothing_written(compare_dir: Path, tmp_
     _refused([run], "not valid JSON", page)
 
 
+@needs_data
 def test_smoe_run_writes_the_report(compare_dir: Path, tmp_path: Path) -> None:
     # the comparison's store: its generations are reused, only the run's own files are new
     sets = replay_sets(compare_dir.parent) + ["--set", "methods=['symbolic_moe']"]
@@ -222,6 +227,7 @@ def test_etr_evaluation_report(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@needs_data
 def test_etr_run_report_shows_routing_per_category(tmp_path: Path) -> None:
     """ETR as a method beside `oracle`: routing accuracy per category from the run's predictions."""
     sets = ["keywords.skills_from_field=category", "benchmark.limit=7", "benchmark.stride=300"]
@@ -237,3 +243,19 @@ def test_etr_run_report_shows_routing_per_category(tmp_path: Path) -> None:
     assert "ETR routing accuracy per category" in html and routed
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     check_rendered(tmp_path, tmp_path / "run" / "report.html", expected_figures(results))
+
+
+@pytest.mark.slow
+def test_embedded_main_job_writes_a_report(tmp_path: Path) -> None:
+    """The README's main job (`smoe run configs/embedded.toml`, real SmolLM2 and Gemma-3 through
+    llama.cpp), shrunk to a few questions and short answers: it leaves report.html beside
+    results.json, and the page renders with every figure."""
+    sets = ["benchmark.limit=3", "benchmark.validation_limit=4", "keywords.samples=2", "scheduler.progress=false"]
+    sets += [f"pool.{m}.settings.max_tokens=24" for m in ("smollm2", "gemma3", "smollm2-science", "gemma3-humanities")]
+    args = [a for s in sets for a in ("--set", s)]
+    code, output = smoe("run", ROOT / "configs" / "embedded.toml", *args, "--out", tmp_path / "embedded")
+    assert code == 0, output
+    results = json.loads((tmp_path / "embedded" / "results.json").read_text())
+    assert results["effective_config"]["benchmark"]["limit"] == 3
+    assert results["inputs"]["benchmark"]["test"]["path"].endswith("demo/test.jsonl")
+    check_rendered(tmp_path, tmp_path / "embedded" / "report.html", expected_figures(results))
