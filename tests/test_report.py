@@ -251,7 +251,9 @@ def test_embedded_main_job_writes_a_report(tmp_path: Path) -> None:
     llama.cpp), shrunk to a few questions and short answers: it leaves report.html beside
     results.json, and the page renders with every figure."""
     sets = ["benchmark.limit=3", "benchmark.validation_limit=4", "keywords.samples=2", "scheduler.progress=false"]
-    sets += [f"pool.{m}.settings.max_tokens=24" for m in ("smollm2", "gemma3", "smollm2-science", "gemma3-humanities")]
+    for m in ("smollm2", "gemma3", "smollm2-science", "gemma3-humanities"):
+        # one thread: llama.cpp's threads wait on each other on a busy machine
+        sets += [f"pool.{m}.settings.max_tokens=24", f"pool.{m}.options.n_threads=1"]
     args = [a for s in sets for a in ("--set", s)]
     code, output = smoe("run", ROOT / "configs" / "embedded.toml", *args, "--out", tmp_path / "embedded")
     assert code == 0, output
