@@ -85,7 +85,7 @@ def not_blank(image: Image.Image) -> bool:
     return pixels.std() > 5 and float(np.mean(np.abs(pixels - background) > 30)) > 0.01
 
 
-def expected_figures(results: dict) -> int:
+def expected_figures(results: dict, run_dir: Path) -> int:
     """Cost/quality + one per distinct recruitment plan + categories (MMLU-Pro has them) + profiles
     (when the run built them) + ETR routing (when ETR ran beside `oracle`)."""
     plans = {
@@ -95,7 +95,9 @@ def expected_figures(results: dict) -> int:
         if "selection_counts_before_trimming" in info
     }
     etr = "etr" in results["methods"] and "oracle" in results["methods"]
-    return 2 + len(plans) + ("profiles.json" in results["artifacts"]) + etr
+    profiles = run_dir / "profiles.json"
+    skills = profiles.is_file() and any(json.loads(profiles.read_text())["data"]["profiles"].values())
+    return 2 + len(plans) + skills + etr
 
 
 def check_rendered(tmp: Path, page: Path, figures: int) -> Path:
@@ -150,7 +152,7 @@ def test_compare_report_renders_every_figure(compare_dir: Path, tmp_path: Path) 
     for name in results["methods"]:
         assert f"<td>{name}</td>" in html or f'<td class="l">{name}</td>' in html
     assert results["inputs"]["benchmark"]["test"]["sha256"] in html  # provenance is shown
-    shot = check_rendered(tmp_path, page, expected_figures(results))
+    shot = check_rendered(tmp_path, page, expected_figures(results, compare_dir))
     shutil.copy(shot, Path("/tmp") / "smoe-report-screenshot.png")  # for a person to look at
 
 
@@ -213,7 +215,7 @@ def test_smoe_run_writes_the_report(compare_dir: Path, tmp_path: Path) -> None:
     code, output = smoe("run", CONFIG, *sets, "--out", tmp_path / "run")
     assert code == 0, output
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    check_rendered(tmp_path, tmp_path / "run" / "report.html", expected_figures(results))
+    check_rendered(tmp_path, tmp_path / "run" / "report.html", expected_figures(results, tmp_path / "run"))
 
 
 def test_etr_evaluation_report(tmp_path: Path) -> None:
@@ -242,7 +244,7 @@ def test_etr_run_report_shows_routing_per_category(tmp_path: Path) -> None:
     html = (tmp_path / "run" / "report.html").read_text()
     assert "ETR routing accuracy per category" in html and routed
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    check_rendered(tmp_path, tmp_path / "run" / "report.html", expected_figures(results))
+    check_rendered(tmp_path, tmp_path / "run" / "report.html", expected_figures(results, tmp_path / "run"))
 
 
 @pytest.mark.slow
@@ -250,7 +252,8 @@ def test_embedded_main_job_writes_a_report(tmp_path: Path) -> None:
     """The README's main job (`smoe run configs/embedded.toml`, real SmolLM2 and Gemma-3 through
     llama.cpp), shrunk to a few questions and short answers: it leaves report.html beside
     results.json, and the page renders with every figure."""
-    sets = ["benchmark.limit=3", "benchmark.validation_limit=4", "keywords.samples=2", "scheduler.progress=false"]
+    sets = ["benchmark.limit=3", "benchmark.validation_limit=4", "keywords.samples=2", "keywords.min_count=1"]
+    sets += ["scheduler.progress=false"]
     for m in ("smollm2", "gemma3", "smollm2-science", "gemma3-humanities"):
         # one thread: llama.cpp's threads wait on each other on a busy machine
         sets += [f"pool.{m}.settings.max_tokens=24", f"pool.{m}.options.n_threads=1"]
@@ -260,4 +263,4 @@ def test_embedded_main_job_writes_a_report(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "embedded" / "results.json").read_text())
     assert results["effective_config"]["benchmark"]["limit"] == 3
     assert results["inputs"]["benchmark"]["test"]["path"].endswith("demo/test.jsonl")
-    check_rendered(tmp_path, tmp_path / "embedded" / "report.html", expected_figures(results))
+    check_rendered(tmp_path, tmp_path / "embedded" / "report.html", expected_figures(results, tmp_path / "embedded"))

@@ -144,8 +144,8 @@ def run_html(report: RunReport) -> str:
         for s in report.selections
     ] or [_note(report.notes["selections"])]
     parts.append("<h2>Model profiles</h2>")
-    if report.profiles:
-        n_skills = len({k for p in report.profiles["profiles"].values() for k in p})
+    n_skills = len({k for p in (report.profiles or {}).get("profiles", {}).values() for k in p})
+    if report.profiles and n_skills:
         parts.append(
             _figure(
                 figures.profile_heatmap(report.profiles["profiles"], report.profiles["accuracy"], TOP_SKILLS),
@@ -156,7 +156,7 @@ def run_html(report: RunReport) -> str:
             )
         )
     else:
-        parts.append(_note(report.notes.get("profiles.json", "no profiles")))
+        parts.append(_note(report.notes.get("profiles.json", "the profiles have no skill: no keyword was kept")))
     parts.append("<h2>Accuracy per category</h2>")
     if report.category_accuracy:
         acc = {m: {c: a for c, (a, _) in cats.items()} for m, cats in report.category_accuracy.items()}
