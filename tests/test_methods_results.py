@@ -100,16 +100,21 @@ def test_compare_cli_writes_the_table(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "Zero-shot CoT [task_best]" in result.output and "Top-k, majority [top_k_vote]" in result.output
-    table = json.loads((tmp_path / "cmp/compare.json").read_text())
+    written = json.loads((tmp_path / "cmp/compare.json").read_text())
+    assert written["format"] == 2
+    table = written["methods"]
     assert list(table) == ["task_best", "top_k_vote", "symbolic_moe_vote"]
     for row in table.values():
-        assert set(row) == {"mean", "std", "calls_per_question", "tokens_per_question"}
+        assert set(row) == {
+            "mean", "std", "ci95", "calls_per_question", "tokens_per_question", "category", "label", "models"
+        }  # fmt: skip
         assert 0.0 <= row["mean"] <= 1.0 and row["std"] >= 0.0
     assert table["task_best"]["calls_per_question"] == 1.0
     assert table["top_k_vote"]["calls_per_question"] == 3.0
     assert table["task_best"]["std"] == 0.0  # replay outputs do not depend on the seed
     results = json.loads((tmp_path / "cmp/results.json").read_text())
     assert results["methods"]["symbolic_moe_vote"]["seeds"] == [0, 1]
+    assert written["run_id"] == results["run_id"] and table["top_k_vote"]["label"] == "Top-k, majority"
 
     bad = CliRunner().invoke(app, args[:3] + ["task_best,nope"] + args[4:])
     assert bad.exit_code == 1 and "unknown method 'nope'" in bad.output

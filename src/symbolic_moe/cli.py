@@ -175,6 +175,7 @@ def run_all(
 def _evaluate(config, sets, out, data_dir, methods, seed, seeds=None) -> None:
     from .report import evaluate as evaluate_methods
     from .report import print_summary
+    from .report.html import write_report
 
     run = open_run(config, sets, out, data_dir)
     seeds = seeds or [run.config.seed if seed is None else seed]
@@ -182,13 +183,29 @@ def _evaluate(config, sets, out, data_dir, methods, seed, seeds=None) -> None:
     run.check(methods)  # the splits and models are checked already; this adds the method names
     summary = evaluate_methods(run, methods, seeds)
     print_summary(summary)
-    console.print(f"wrote {run.out / 'results.json'}")
+    console.print(f"wrote {run.out / 'results.json'} and {write_report(run.out)}")
     exit_if_partial(summary)
 
 
 def exit_if_partial(summary: dict) -> None:
     if summary.get("status") == "partial":
         raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command("report")
+@friendly
+def report(
+    source: Annotated[
+        Path, typer.Argument(help="run directory (or its results.json), or an `smoe etr evaluate --out` JSON")
+    ],
+    out: Annotated[Path | None, typer.Option("--out", help="HTML file (default: report.html in the run dir)")] = None,
+    methods: Annotated[str | None, typer.Option(help="comma-separated methods to show (default: all)")] = None,
+) -> None:
+    """One self-contained HTML report (tables, figures inline) of a run, a comparison or an ETR evaluation."""
+    from .report.html import write_report
+
+    selected = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
+    console.print(f"wrote {write_report(source, out, selected)}")
 
 
 def main() -> None:  # pragma: no cover
@@ -237,12 +254,14 @@ def compare_methods(
     """Compare methods on one pool and benchmark (shared store); write compare.json and a Table-1 view."""
     from .compare import compare, print_compare
 
+    from .report.html import write_report
+
     seed_list = parse_seeds(seeds)
     names = [m.strip() for m in methods.split(",") if m.strip()]
     run = open_run(config, set_, out, data_dir, names)
     _, summary = compare(run, names, seed_list)
     print_compare(summary)
-    console.print(f"wrote {run.out / 'compare.json'} and {run.out / 'results.json'}")
+    console.print(f"wrote {run.out / 'compare.json'}, {run.out / 'results.json'} and {write_report(run.out)}")
     exit_if_partial(summary)
 
 

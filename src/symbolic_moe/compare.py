@@ -1,8 +1,9 @@
 """`smoe compare`: several methods on one run (one pool, one benchmark, one store), over seeds.
 
 `report.evaluate` runs them and writes results.json and predictions.jsonl; this adds
-`compare.json` ({method: {mean, std, calls_per_question, tokens_per_question}}) and a table laid
-out like the paper's Table 1 (category, method, models, accuracy, cost). Methods share stored
+`compare.json` ({"format", "run_id", "methods": {method: {mean, std, ci95, calls_per_question,
+tokens_per_question, category, label, models}}}; `run_id` is the one of the results.json written
+with it) and a table laid out like the paper's Table 1 (category, method, models, accuracy, cost). Methods share stored
 generations: a Debate's first round is Self-Consistency's first three samples, MoA's proposals
 are top-k's answers, so the comparison costs little more than its most expensive method. The
 cost columns count every call a method makes, whether generated now or reused from the store.
@@ -10,7 +11,6 @@ cost columns count every call a method makes, whether generated now or reused fr
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +20,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .methods import method_spec
-from .report import evaluate
+from .report import FORMAT, evaluate, write_json_atomic
+from .report.results import interval
 from .run import Run
 
 # method -> (Table 1 category, method, models): how the paper labels each row.
@@ -78,16 +79,21 @@ def compare(run: Run, methods: Sequence[str], seeds: Sequence[int]) -> tuple[dic
     for name in methods:
         method_spec(name)  # an unknown name fails now, not after the methods before it ran
     summary = evaluate(run, methods, seeds)
-    table = {
-        name: {
+    rows = {}
+    for name, m in summary["methods"].items():
+        category, label, models = describe(name, next(iter(m["info"].values()), {}))
+        rows[name] = {
             "mean": m["accuracy"],
             "std": m["std"],
+            "ci95": m["ci95"],
             "calls_per_question": m["calls_per_question"],
             "tokens_per_question": m["tokens_per_question"],
+            "category": category,
+            "label": label,
+            "models": models,
         }
-        for name, m in summary["methods"].items()
-    }
-    (run.out / "compare.json").write_text(json.dumps(table, indent=1))
+    table = {"format": FORMAT, "run_id": summary["run_id"], "methods": rows}
+    write_json_atomic(run.out / "compare.json", table)
     return table, summary
 
 
@@ -96,7 +102,8 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
     # Piped to a file, rich would wrap the table at 80 columns: give it room instead.
     console = console or Console(width=None if sys.stdout.isatty() else 170)
     table = Table(title=f"{summary['config']} on {summary['benchmark']}")
-    for column in ("category", "method", "models", "accuracy %", "n", "calls/q", "tokens/q", "loads/seed"):
+    columns = ("category", "method", "models", "accuracy %", "95% interval", "n", "calls/q", "tokens/q", "loads/seed")
+    for column in columns:
         table.add_column(column, justify="left" if column in ("category", "method", "models") else "right")
     last = None
     for name, m in summary["methods"].items():
@@ -109,6 +116,7 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
             escape(f"{label} [{name}]"),
             models,
             accuracy,
+            interval(m["ci95"]),
             str(m["n"]),
             f"{m['calls_per_question']:.1f}",
             f"{m['tokens_per_question']:.0f}",
