@@ -29,10 +29,11 @@ def test_etr_methods_are_registered_and_etr_does_not_import_methods() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"lr": "fast"}, "method_options.etr.lr = 'fast'"),
-        ({"epochs": 2.5}, "method_options.etr.epochs = 2.5: expected an integer >= 1"),
-        ({"size": -1}, "method_options.etr.size = -1"),
+        ({"lr": "fast"}, "method_options.etr.lr: Input should be a valid number"),
+        ({"epochs": 2.5}, "method_options.etr.epochs: Input should be a valid integer"),
+        ({"size": -1}, "method_options.etr.size: Input should be greater than or equal to 0"),
         ({"meta_filter": "yes"}, "method_options.etr.meta_filter"),
+        ({"epochz": 3}, "method_options.etr.epochz"),
     ],
 )
 def test_bad_router_settings_name_the_setting(options, message) -> None:
@@ -41,7 +42,7 @@ def test_bad_router_settings_name_the_setting(options, message) -> None:
 
     raw = {"pool": {"a": {"engine": "replay", "model": "x.jsonl.gz"}}, "method_options": {"etr": options}}
     with pytest.raises(ConfigError, match=re.escape(message)):
-        router_settings(Run(parse_config(raw)))
+        parse_config(raw)  # checked when the config loads, before any generation
     good = router_settings(Run(parse_config({**raw, "method_options": {"etr": {"size": 100, "lr": 0.002}}})))
     assert good.size == 100 and good.train.lr == 0.002 and good.train.epochs == 5
 

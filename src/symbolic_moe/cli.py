@@ -253,7 +253,6 @@ def compare_methods(
 ) -> None:
     """Compare methods on one pool and benchmark (shared store); write compare.json and a Table-1 view."""
     from .compare import compare, print_compare
-
     from .report.html import write_report
 
     seed_list = parse_seeds(seeds)

@@ -22,7 +22,9 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except SmoeError as exc:
-            console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)  # one line, never wrapped
+            console.print(
+                f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )  # one line, never wrapped
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             console.print("interrupted: finished generations are stored; run again to resume")

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..etr.plugins import ExpertHead, load_head, save_head
 from ..etr.replay_pool import (
     RouterSettings,
@@ -41,7 +40,7 @@ from ..etr.whitebox import HiddenCache, MetaLM
 from ..inference.aggregate import answer_as_text, vote
 from ..inference.recruit import Recruitment
 from .base import Prediction, method
-from .rounds import option
+from .options import method_options
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -51,36 +50,27 @@ def _prepare(run: Run) -> None:
     run.validation_correct()
 
 
-def _number(run: Run, key: str, default: float, kind: type, minimum: float) -> Any:
-    value = option(run, "etr", key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or kind(value) != value or value < minimum:
-        what = "an integer" if kind is int else "a number"
-        raise ConfigError(f"method_options.etr.{key} = {value!r}: expected {what} >= {minimum:g}")
-    return kind(value)
-
-
 def router_settings(run: Run) -> RouterSettings:
-    """The fitted router's settings: defaults, overridden by `[method_options.etr]`."""
+    """The fitted router's settings: defaults, overridden by `[method_options.etr]` (typed, checked
+    when the config loads)."""
+    opts = method_options(run, "etr")
     base = RouterSettings()
     train = replace(
         base.train,
-        lr=_number(run, "lr", base.train.lr, float, 0.0),
-        epochs=_number(run, "epochs", base.train.epochs, int, 1),
-        batch_size=_number(run, "batch_size", base.train.batch_size, int, 1),
+        lr=base.train.lr if opts.lr is None else opts.lr,
+        epochs=base.train.epochs if opts.epochs is None else opts.epochs,
+        batch_size=base.train.batch_size if opts.batch_size is None else opts.batch_size,
     )
-    size = _number(run, "size", base.size or 0, int, 0)  # 0: no cap
-    meta_filter = option(run, "etr", "meta_filter", base.meta_filter)
-    if not isinstance(meta_filter, bool):
-        raise ConfigError(f"method_options.etr.meta_filter = {meta_filter!r}: expected true or false")
-    return RouterSettings(train, size or None, meta_filter)
+    size = base.size if opts.size is None else (opts.size or None)  # 0: no cap
+    meta_filter = base.meta_filter if opts.meta_filter is None else opts.meta_filter
+    return RouterSettings(train, size, meta_filter)
 
 
 def expert_distribution(run: Run, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     """(test questions x pool models) expert-token probabilities, fitted on the validation split."""
-    root = Path(option(run, "etr", "cache_dir", None) or etr_cache_dir())
-    lm = MetaLM(
-        str(option(run, "etr", "meta_model", "embedded:smollm2")), n_threads=int(option(run, "etr", "threads", 2))
-    )
+    opts = method_options(run, "etr")
+    root = Path(opts.cache_dir or etr_cache_dir())
+    lm = MetaLM(opts.meta_model, n_threads=opts.threads)
     cache = HiddenCache(root / "hidden")
     settings = router_settings(run)
     meta_ok: dict[str, bool] = {}

@@ -40,7 +40,22 @@ class SelfConsistencyOptions(MethodOptions):
     samples: int = Field(5, ge=1, description="samples of the task-best model (odd avoids ties)")
 
 
+class EtrOptions(MethodOptions):
+    """`etr` and `etr_vote` (shared); router defaults are etr.replay_pool.RouterSettings'."""
+
+    meta_model: str = Field("embedded:smollm2", description="the white-box meta LLM")
+    threads: int = Field(2, ge=1, description="llama.cpp threads of the meta LLM (speed only)")
+    cache_dir: str | None = Field(None, description="hidden states; default $SMOE_CACHE_DIR/etr")
+    lr: float | None = Field(None, gt=0)
+    epochs: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    size: int | None = Field(None, ge=0, description="query-set cap per expert, 0 = none")
+    meta_filter: bool | None = None
+
+
 OPTIONS: dict[str, type[MethodOptions]] = {
+    "etr": EtrOptions,
+    "etr_vote": EtrOptions,
     "debate": DebateOptions,
     "self_moa": MixtureOptions,
     "moa": MixtureOptions,
