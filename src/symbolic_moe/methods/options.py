@@ -50,7 +50,7 @@ class EtrOptions(MethodOptions):
     epochs: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)
     size: int | None = Field(None, ge=0, description="query-set cap per expert, 0 = none")
-    meta_filter: bool | None = None
+    meta_filter: bool | None = Field(None, strict=True, description="train only on questions the meta LLM got wrong")
 
 
 OPTIONS: dict[str, type[MethodOptions]] = {
