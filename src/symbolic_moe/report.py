@@ -19,9 +19,12 @@ def evaluate(run: Run, methods: Sequence[str], seeds: Sequence[int]) -> dict[str
     """Run every method for every seed; write results.json and predictions.jsonl; return results."""
     start = time.perf_counter()
     results: list[MethodResult] = []
-    for name in methods:
-        for seed in seeds:
-            results.append(run_method(name, run, seed))
+    try:
+        for name in methods:
+            for seed in seeds:
+                results.append(run_method(name, run, seed))
+    finally:
+        run.scheduler.release_all()  # resident models (scheduler.memory_budget_gb)
     wall = time.perf_counter() - start
     summary = summarise(run, results, wall)
     write_predictions(run, results)
@@ -54,6 +57,7 @@ def summarise(run: Run, results: Sequence[MethodResult], wall_seconds: float) ->
         "methods": methods,
         "loads": int(totals["loads"]),
         "wall_seconds": wall_seconds,
+        "scheduler": run.scheduler.describe(),
         "tokens": {
             "prompt": int(totals["prompt_tokens"]),
             "completion": int(totals["completion_tokens"]),

@@ -47,6 +47,9 @@ class Run:
             mode=config.scheduler.mode,
             workers=config.scheduler.workers,
             progress=config.scheduler.progress,
+            chunk_size=config.scheduler.chunk_size,
+            prefetch=config.scheduler.prefetch,
+            memory_budget_gb=config.scheduler.memory_budget_gb,
         )
 
     # -- data -----------------------------------------------------------------------------

@@ -12,6 +12,7 @@ A model whose jobs are all stored is never loaded.
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .config import ModelSpec
 from .engines import Engine, create_engine
+from .residency import DeviceSlot, Prefetcher, footprint
 from .store import GenerationStore, generation_key
 from .types import ChatRequest, Completion, GenerationSettings
 
@@ -82,6 +84,8 @@ class Scheduler:
     workers: int = 1
     chunk_size: int = 16
     progress: bool = True
+    prefetch: bool = False
+    memory_budget_gb: float | None = None
     usage: dict[str, ModelUsage] = field(default_factory=lambda: defaultdict(ModelUsage))
     plans: list[dict[str, Any]] = field(default_factory=list)
     # What callers asked for, generated or reused: methods meter their cost from these.
@@ -89,6 +93,9 @@ class Scheduler:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # One slot per worker (device): the models it holds loaded, kept across run() calls.
+    slots: list[DeviceSlot] = field(default_factory=list)
+    prefetcher: Prefetcher = field(default_factory=Prefetcher)
 
     def run(self, jobs: Sequence[Job], label: str = "generate") -> list[Completion]:
         """Completions for `jobs`, in order. Stored generations are reused, never repeated."""
@@ -126,14 +133,48 @@ class Scheduler:
 
     def _run_batched(self, groups: dict[str, list[tuple[str, Job]]], results: dict, advance) -> None:
         ordered = sorted(groups.items(), key=lambda item: -len(item[1]))  # largest first
-        if self.workers <= 1 or len(ordered) <= 1:
-            for model, items in ordered:
-                self._run_group(model, items, results, advance)
-            return
-        with ThreadPoolExecutor(max_workers=self.workers) as executor:
-            futures = [executor.submit(self._run_group, m, items, results, advance) for m, items in ordered]
-            for future in futures:
-                future.result()
+        workers = max(1, min(self.workers, len(ordered)))
+        pending: queue.SimpleQueue = queue.SimpleQueue()
+        for item in ordered:
+            pending.put(item)
+        errors: list[BaseException] = []
+
+        def worker(index: int) -> None:
+            """Take groups in order; with prefetch, take the next one early and read it ahead."""
+            slot = self._slot(index)
+            current = _take(pending)
+            while current is not None and not errors:
+                upcoming = _take(pending) if self.prefetch else None
+                if upcoming is not None:
+                    self.prefetcher.start(self.pool.engine(upcoming[0]))
+                try:
+                    self._run_group(current[0], current[1], results, advance, slot)
+                except BaseException as exc:  # stop the others; re-raised on the caller's thread
+                    errors.append(exc)
+                    return
+                current = upcoming if upcoming is not None else _take(pending)
+
+        if workers == 1:
+            worker(0)
+        else:
+            threads = [threading.Thread(target=worker, args=(i,), name=f"smoe-worker-{i}") for i in range(workers)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        if errors:
+            raise errors[0]
+
+    def _slot(self, index: int) -> DeviceSlot:
+        with self._lock:
+            while len(self.slots) <= index:
+                self.slots.append(DeviceSlot(self.memory_budget_gb))
+            return self.slots[index]
+
+    def release_all(self) -> None:
+        """Unload every resident model (end of a run)."""
+        for slot in self.slots:
+            slot.clear()
 
     def _run_sequential(self, items: list[tuple[str, Job]], results: dict, advance) -> None:
         by_question: dict[str | None, list[tuple[str, Job]]] = defaultdict(list)
@@ -145,29 +186,33 @@ class Scheduler:
             for key, job in question_items:
                 by_model[job.model].append((key, job))
             for model, model_items in by_model.items():
-                self._run_group(model, model_items, results, advance)
+                self._run_group(model, model_items, results, advance, self._slot(0))
 
-    def _run_group(self, model: str, items: list[tuple[str, Job]], results: dict, advance) -> None:
-        """Load `model` once, generate all `items` chunk by chunk (storing each), unload."""
+    def _run_group(
+        self, model: str, items: list[tuple[str, Job]], results: dict, advance, slot: DeviceSlot | None = None
+    ) -> None:
+        """Load `model` once, generate all `items` chunk by chunk (storing each completion as it
+        arrives), then unload it (or keep it resident in `slot`)."""
         engine = self.pool.engine(model)
+        slot = slot or DeviceSlot(None)
         usage = ModelUsage()
         before = _snapshot(engine)
         try:
-            engine.load()
+            self.prefetcher.wait(engine)
+            slot.acquire(model, engine, footprint(engine, self.pool.specs[model].memory_gb))
             by_settings: dict[GenerationSettings, list[tuple[str, Job]]] = defaultdict(list)
             for key, job in items:
                 by_settings[self._settings(job)].append((key, job))
             for settings, same in by_settings.items():
                 for start in range(0, len(same), self.chunk_size):
                     chunk = same[start : start + self.chunk_size]
-                    completions = engine.generate([job.request for _, job in chunk], settings)
-                    stored = [(key, job.request, c) for (key, job), c in zip(chunk, completions, strict=True)]
-                    self.store.put_many(engine.kind, engine.model, settings, stored)
-                    for key, _, completion in stored:
+                    for index, completion in _each(engine, [job.request for _, job in chunk], settings):
+                        key, job = chunk[index]
+                        self.store.put_many(engine.kind, engine.model, settings, [(key, job.request, completion)])
                         results[key] = completion
-                    advance(len(chunk))
+                        advance(1)
         finally:
-            engine.unload()
+            slot.release(model)
             after = _snapshot(engine)
             for name in after:
                 setattr(usage, name, after[name] - before[name])
@@ -199,11 +244,41 @@ class Scheduler:
     def loads(self) -> int:
         return sum(u.loads for u in self.usage.values())
 
+    def describe(self) -> dict[str, Any]:
+        """How generations were run (for results.json): executor, workers, prefetch, residency."""
+        return {
+            "executor": "local",
+            "mode": self.mode,
+            "workers": self.workers,
+            "chunk_size": self.chunk_size,
+            "prefetch": self.prefetch,
+            "memory_budget_gb": self.memory_budget_gb,
+            "prefetches": self.prefetcher.started,
+            "resident_reuses": sum(s.reuses for s in self.slots),
+            "evictions": sum(s.evictions for s in self.slots),
+        }
+
     def report(self) -> dict[str, Any]:
         """Loads, time and tokens per model, and their totals, for results.json."""
         per_model = {name: vars(u).copy() for name, u in sorted(self.usage.items())}
         totals = {key: sum(u[key] for u in per_model.values()) for key in vars(ModelUsage())}
         return {"per_model": per_model, "totals": totals, "plans": self.plans}
+
+
+def _take(pending: queue.SimpleQueue):
+    try:
+        return pending.get_nowait()
+    except queue.Empty:
+        return None
+
+
+def _each(engine: Engine, requests: list[ChatRequest], settings: GenerationSettings):
+    """(index, completion) as each finishes when the engine streams, else all at once."""
+    each = getattr(engine, "generate_each", None)
+    if each is not None:
+        yield from each(requests, settings)
+        return
+    yield from enumerate(engine.generate(requests, settings))
 
 
 def _snapshot(engine: Engine) -> dict[str, float]:
