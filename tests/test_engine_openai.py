@@ -4,86 +4,18 @@ how many requests are in flight at once."""
 
 from __future__ import annotations
 
-import contextlib
-import json
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from fault_server import FaultServer, Reply, echo
 
 from symbolic_moe.engines import create_engine
 from symbolic_moe.engines.openai import OpenAIEngine
 from symbolic_moe.errors import ConfigError, EngineError
 from symbolic_moe.types import ChatRequest, GenerationSettings
-
-# One scripted answer: (HTTP status, JSON body, seconds to wait before answering).
-Reply = tuple[int, Any, float]
-
-
-def chat_reply(text: str, prompt_tokens: int = 7, completion_tokens: int = 3) -> dict[str, Any]:
-    return {
-        "object": "chat.completion",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
-    }
-
-
-class FaultServer:
-    """Answers each POST /chat/completions with `script(call_number, body)`; records bodies,
-    headers and the largest number of requests in flight at once."""
-
-    def __init__(self, script: Callable[[int, dict[str, Any]], Reply]) -> None:
-        self.script = script
-        self.bodies: list[dict[str, Any]] = []
-        self.headers: list[dict[str, str]] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep test output quiet
-                pass
-
-            def do_GET(self) -> None:
-                self._send(200, {"object": "list", "data": [{"id": "fake"}]})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with owner.lock:
-                    call = len(owner.bodies)
-                    owner.bodies.append(body)
-                    owner.headers.append(dict(self.headers))
-                    owner.in_flight += 1
-                    owner.max_in_flight = max(owner.max_in_flight, owner.in_flight)
-                status, reply, delay = owner.script(call, body)
-                time.sleep(delay)
-                with owner.lock:
-                    owner.in_flight -= 1
-                with contextlib.suppress(OSError):  # the client may have given up (timeout test)
-                    self._send(status, reply)
-
-            def _send(self, status: int, reply: Any) -> None:
-                data = json.dumps(reply).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -103,10 +35,6 @@ def engine_for(url: str, **options: Any) -> OpenAIEngine:
     engine = create_engine("openai", "fake-model", {"base_url": url, "data_dir": None, "backoff": 0.01, **options})
     assert isinstance(engine, OpenAIEngine)
     return engine
-
-
-def echo(call: int, body: dict[str, Any]) -> Reply:
-    return 200, chat_reply("echo: " + body["messages"][-1]["content"]), 0.0
 
 
 SETTINGS = GenerationSettings(temperature=0.0, max_tokens=16, seed=11)
@@ -169,11 +97,8 @@ def test_order_kept_when_answers_finish_out_of_order(fault_server: Callable[...,
 def test_concurrency_is_bounded_and_overlaps(fault_server: Callable[..., FaultServer]) -> None:
     server = fault_server(lambda call, body: (*echo(call, body)[:2], 0.3))
     engine = engine_for(server.url, concurrency=3)
-    start = time.perf_counter()
     engine.generate([ChatRequest.user(str(i)) for i in range(9)], SETTINGS)
-    elapsed = time.perf_counter() - start
-    assert server.max_in_flight == 3
-    assert elapsed < 9 * 0.3 * 0.7  # overlapped: about 3 rounds of 0.3 s, not 9
+    assert server.max_in_flight == 3  # overlapped, and never more than the bound
 
     serial = fault_server(lambda call, body: (*echo(call, body)[:2], 0.05))
     engine_for(serial.url, concurrency=1).generate([ChatRequest.user(str(i)) for i in range(4)], SETTINGS)
@@ -264,3 +189,62 @@ def test_bad_options_are_config_errors() -> None:
         create_engine("openai", "m", {"base_url": "http://127.0.0.1:1/v1", "concurency": 4})
     with pytest.raises(ConfigError, match=r"options.concurrency"):
         create_engine("openai", "m", {"base_url": "http://127.0.0.1:1/v1", "concurrency": 0})
+
+
+def test_empty_choices_and_malformed_answers_are_retried(fault_server: Callable[..., FaultServer]) -> None:
+    bad_answers = [
+        (200, {"choices": []}, 0.0),  # empty choices
+        (200, b'{"choices": [{"message": ', 0.0),  # cut-off JSON
+        (200, {"choices": [{"message": "not an object"}]}, 0.0),  # malformed message
+        (200, {"object": "error"}, 0.0),  # no choices at all
+    ]
+    server = fault_server(lambda call, body: bad_answers[call] if call < len(bad_answers) else echo(call, body))
+    [completion] = engine_for(server.url, max_retries=5).generate([ChatRequest.user("hi")], SETTINGS)
+    assert completion.text == "echo: hi"
+    assert len(server.bodies) == len(bad_answers) + 1
+
+
+def test_retry_after_is_honoured(fault_server: Callable[..., FaultServer]) -> None:
+    limited = (429, {"error": "slow down"}, 0.0, {"Retry-After": "1"})
+    server = fault_server(lambda call, body: limited if call == 0 else echo(call, body))
+    [completion] = engine_for(server.url, backoff=0.01).generate([ChatRequest.user("a")], SETTINGS)
+    assert completion.text == "echo: a"
+    # The client waited as told (a lower bound, which load can only lengthen), not its 0.01 s backoff.
+    assert server.arrivals[1] - server.arrivals[0] >= 0.9
+
+
+def test_retry_after_is_capped(fault_server: Callable[..., FaultServer]) -> None:
+    limited = (503, {"error": "maintenance"}, 0.0, {"Retry-After": "86400"})  # a day
+    server = fault_server(lambda call, body: limited if call == 0 else echo(call, body))
+    engine = engine_for(server.url, backoff=0.01, max_backoff=0.2)
+    [completion] = engine.generate([ChatRequest.user("a")], SETTINGS)
+    assert completion.text == "echo: a" and len(server.bodies) == 2
+    assert server.arrivals[1] - server.arrivals[0] < 60  # capped at max_backoff, not a day
+
+
+def test_retry_after_http_date() -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from symbolic_moe.engines.openai import retry_after_seconds
+
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    assert 20 < (retry_after_seconds(later) or 0) <= 30
+    assert retry_after_seconds("2") == 2.0 and retry_after_seconds(None) is None
+    assert retry_after_seconds("soon") is None
+
+
+def test_answers_in_flight_beside_a_failure_are_handed_back(fault_server: Callable[..., FaultServer]) -> None:
+    def script(call: int, body: dict[str, Any]) -> Reply:
+        if body["messages"][0]["content"] == "bad":
+            return 400, {"error": "rejected"}, 0.0
+        return *echo(call, body)[:2], 0.3
+
+    server = fault_server(script)
+    engine = engine_for(server.url, concurrency=3)
+    got = {}
+    with pytest.raises(EngineError, match="HTTP 400"):
+        for index, completion in engine.generate_each([ChatRequest.user(t) for t in ("a", "bad", "c")], SETTINGS):
+            got[index] = completion.text
+    assert got == {0: "echo: a", 2: "echo: c"}
+    assert engine.stats.requests == 2

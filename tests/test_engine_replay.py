@@ -113,5 +113,5 @@ def test_gzip_and_models_json_errors(tmp_path: Path) -> None:
 
 
 def test_unknown_option_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match=r"replay.*'x'.*\['n_ctx'\]"):
+    with pytest.raises(ConfigError, match=r"replay.*'x'.*options.n_ctx: unknown option"):
         create_engine("replay", "x", {"data_dir": None, "n_ctx": 2})

@@ -1,7 +1,10 @@
 """`smoe`: the command line. Each pipeline step is a command; `smoe run` does them all.
 
 Every command takes a run config (TOML), `--set dotted.key=value` overrides, `--out DIR` and
-`--data-dir DIR`. Problems the user can fix print one `error:` line and exit with status 1.
+`--data-dir DIR`. Exit status: 0 complete; 1 a problem the user can fix (one `error:` line,
+checked before the first generation where possible); 2 bad command-line usage; 3 partial (a
+model failed for good: results.json lists it, the other models' results are complete, and
+running again generates only what is missing); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from rich.table import Table
 
 from .cli_errors import console, friendly
 from .config import load_config
+from .errors import ConfigError
+
+EXIT_PARTIAL = 3  # results written, but a model failed for good (results.json "failed")
 
 app = typer.Typer(
     help="Symbolic-MoE: per-question, skill-based routing over a pool of LLMs.",
@@ -31,10 +37,13 @@ DataOpt = Annotated[Path | None, typer.Option("--data-dir", help="data directory
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="recruitment/generation seed")]
 
 
-def open_run(config: Path, sets: list[str] | None, out: Path | None, data_dir: Path | None):
+def open_run(config: Path, sets: list[str] | None, out: Path | None, data_dir: Path | None, methods=()):
+    """The run of a config, checked (config, both splits, models, `methods`) before any generation."""
     from .run import Run
 
-    return Run(load_config(config, sets or [], out), data_dir)
+    run = Run(load_config(config, sets or [], out), data_dir)
+    run.check(methods)
+    return run
 
 
 def _table(title: str, columns: list[str], rows: list[list[object]]) -> None:
@@ -138,10 +147,18 @@ def evaluate(
         set_,
         out,
         data_dir,
-        methods.split(",") if methods else None,
+        [m.strip() for m in methods.split(",") if m.strip()] if methods else None,
         None,
-        [int(s) for s in seeds.split(",")] if seeds else None,
+        parse_seeds(seeds) if seeds else None,
     )
+
+
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds 0,1,2`; anything else is one error line naming the option."""
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--seeds expects comma-separated integers, got '{text}'") from None
 
 
 @app.command("run")
@@ -159,9 +176,17 @@ def _evaluate(config, sets, out, data_dir, methods, seed, seeds=None) -> None:
 
     run = open_run(config, sets, out, data_dir)
     seeds = seeds or [run.config.seed if seed is None else seed]
-    summary = evaluate_methods(run, methods or run.config.methods, seeds)
+    methods = methods or run.config.methods
+    run.check(methods)  # the splits and models are checked already; this adds the method names
+    summary = evaluate_methods(run, methods, seeds)
     print_summary(summary)
     console.print(f"wrote {run.out / 'results.json'}")
+    exit_if_partial(summary)
+
+
+def exit_if_partial(summary: dict) -> None:
+    if summary.get("status") == "partial":
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def main() -> None:  # pragma: no cover
@@ -200,14 +225,13 @@ def compare_methods(
     """Compare methods on one pool and benchmark (shared store); write compare.json and a Table-1 view."""
     from .compare import compare, print_compare
 
-    run = open_run(config, set_, out, data_dir)
-    try:
-        seed_list = [int(s) for s in seeds.split(",")]
-    except ValueError:
-        raise typer.BadParameter(f"--seeds expects comma-separated integers, got '{seeds}'") from None
-    _, summary = compare(run, [m.strip() for m in methods.split(",") if m.strip()], seed_list)
+    seed_list = parse_seeds(seeds)
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    run = open_run(config, set_, out, data_dir, names)
+    _, summary = compare(run, names, seed_list)
     print_compare(summary)
     console.print(f"wrote {run.out / 'compare.json'} and {run.out / 'results.json'}")
+    exit_if_partial(summary)
 
 
 def _mount_etr() -> None:

@@ -85,6 +85,9 @@ class SchedulerConfig(_Strict):
     # "local": start a private Ray cluster on 127.0.0.1; "auto" or "ray://host:port": join one
     ray_address: str = "local"
     max_retries: int = Field(2, ge=0, description="re-runs of a model group whose worker died")
+    # Only for ray_address = "local" (the private cluster): its CPUs and custom resources
+    ray_num_cpus: int | None = Field(None, ge=1)
+    ray_resources: dict[str, float] = Field(default_factory=dict)
     prefetch: bool = False  # load the next group's weights from disk while the current one generates
     memory_budget_gb: float | None = Field(None, gt=0, description="per worker: keep models resident within it")
 
@@ -113,6 +116,16 @@ class RunConfig(_Strict):
         if both:
             raise ValueError(f"models: names also used in pool: {sorted(both)}")
         return self
+
+    def check_references(self) -> None:
+        """Every setting that names a model names one of [pool] or [models] (checked by
+        `Run.check`, before the first generation; a config may leave unused defaults dangling)."""
+        references = [("keywords.model", None if self.keywords.skills_from_field else self.keywords.model)]
+        references.append(("aggregator.model", self.aggregator.model))
+        references += [("aggregator.candidates", name) for name in self.aggregator.candidates or []]
+        for setting, name in references:
+            if name is not None and name not in self.all_models:
+                raise ConfigError(f"{setting}: model '{name}' is neither in [pool] nor in [models]")
 
     def spec(self, name: str) -> ModelSpec:
         """The model called `name`, from the pool or the extra models."""
@@ -192,11 +205,52 @@ def load_config(path: str | Path, overrides: list[str] | None = None, out: str |
 
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
+    """A validated RunConfig: the schema, every model's engine options (against its engine's
+    Options), and every method's options (against the method's options model)."""
     try:
-        return RunConfig.model_validate(raw)
+        config = RunConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"]
-        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-        raise ConfigError(f"{source}: {where}: {message}{more}") from None
+        raise ConfigError(f"{source}: {_first_error(exc)}") from None
+    for section, models in (("pool", config.pool), ("models", config.models)):
+        for name, spec in models.items():
+            _check_engine_options(source, f"{section}.{name}", spec)
+    _check_method_options(source, config.method_options)
+    return config
+
+
+def _first_error(exc: ValidationError, prefix: str = "", unknown: str = "unknown key") -> str:
+    """pydantic's first error as `dotted.field: message (and N more)`."""
+    first = exc.errors()[0]
+    where = prefix + ".".join(str(p) for p in first["loc"]) or "(top level)"
+    message = unknown if first["type"] == "extra_forbidden" else first["msg"]
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{where}: {message}{more}"
+
+
+def _check_engine_options(source: str, where: str, spec: ModelSpec) -> None:
+    """A misspelt or mistyped engine option fails here, before anything loads."""
+    from .engines import engine_options
+
+    try:
+        options_cls = engine_options(spec.engine)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {where}.engine: {exc}") from None
+    try:
+        options_cls.model_validate(spec.options)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_first_error(exc, f'{where}.options.', 'unknown option')}") from None
+
+
+def _check_method_options(source: str, method_options: dict[str, dict[str, Any]]) -> None:
+    """`[method_options.<method>]` tables against each method's typed options (extra keys forbidden)."""
+    from .methods.options import options_model
+
+    for method, values in method_options.items():
+        try:
+            model = options_model(method)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: method_options.{method}: {exc}") from None
+        try:
+            model.model_validate(values)
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {_first_error(exc, f'method_options.{method}.')}") from None

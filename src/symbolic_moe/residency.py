@@ -56,6 +56,10 @@ class DeviceSlot:
             engine, _ = self.resident.pop(name)
             engine.unload()
 
+    def forget(self, name: str) -> None:
+        """Drop `name` without unloading it (the caller unloads a failed engine itself)."""
+        self.resident.pop(name, None)
+
     def used_gb(self) -> float:
         return sum(m for _, m in self.resident.values())
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from .config import RunConfig, resolve_data_dir
 from .data import load_split
+from .executors import make_executor
 from .inference.experts import run_experts
 from .inference.keyword_mapping import KeywordEmbedder, map_keywords
 from .inference.recruit import Recruitment, recruit
@@ -50,6 +51,7 @@ class Run:
             chunk_size=config.scheduler.chunk_size,
             prefetch=config.scheduler.prefetch,
             memory_budget_gb=config.scheduler.memory_budget_gb,
+            executor=make_executor(config, self.pool),
         )
 
     # -- data -----------------------------------------------------------------------------
@@ -64,6 +66,22 @@ class Run:
         b = self.config.benchmark
         questions = load_split(b.path, b.test, self.data_dir)[:: b.stride]
         return questions[: b.limit] if b.limit else questions
+
+    def check(self, methods: Sequence[str] = ()) -> None:
+        """Everything that can be checked before the first generation, each failing with one
+        clear line: the method names, both splits (a malformed test line fails now, not after
+        the validation preprocessing), and every model's engine and model file (`identity()`
+        builds each engine, which validates its options, and finds its GGUF or recording)."""
+        from .methods import method_spec
+
+        for name in methods:
+            method_spec(name)
+        self.config.check_references()
+        _ = self.validation, self.test
+        self.scheduler.identities()
+        check = getattr(self.scheduler.executor, "check", None)
+        if check is not None:  # Ray: the cluster is reachable and holds every model's resources
+            check(self.config.all_models)
 
     def split(self, name: str) -> list[Question]:
         return self.validation if name == "validation" else self.test
@@ -82,7 +100,10 @@ class Run:
             stored = json.loads(path.read_text())
             if stored.get("fingerprint") == fingerprint:
                 return stored["data"]
+        failed_before = self.scheduler.failed_jobs
         data = compute()
+        if self.scheduler.failed_jobs != failed_before:
+            return data  # made with missing answers: not kept, so the next run fills them in
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps({"fingerprint": fingerprint, "data": data}, indent=1, ensure_ascii=False))
         tmp.replace(path)

@@ -1,8 +1,21 @@
 """Every generation, stored (SPEC 9): SQLite in WAL mode, one row per finished generation.
 
-A row is committed as soon as its generation returns, so a run killed at any point (even by
-SIGKILL) keeps everything finished and never sees a half-written row: SQLite's journal makes
-each commit atomic. The key covers everything that determines the output.
+What holds: the scheduler commits each generation in its own transaction as soon as the engine
+hands it back (`Engine.generate_each`): the batched llama.cpp engine hands back each sequence
+when it finishes, the openai engine each answer when it arrives, replay each record; engines
+without streaming (vllm) hand back a whole batch when it returns. So a run killed at any point,
+even by SIGKILL, keeps every generation that was handed back before the kill; what it loses is
+the sequences in flight (at most `n_seq_max` for llama.cpp, `concurrency` for openai). SQLite's
+journal makes each commit atomic: no half-written row is ever seen.
+
+The key (`generation_key`) covers everything that determines the output: the engine's identity
+(kind, model, output-changing options, model file path/size/mtime; `Engine.identity()`), the
+messages, question id, sample index and generation settings. Each row also keeps the identity,
+tokens and seconds, so a resumed run can account for what an earlier process generated.
+
+The file carries a schema version (`meta` table). Schema 1 stores (keys without engine options
+or model file identity) cannot be matched to their engine settings: opening one is a clear
+error asking to move it away; a store from a newer symbolic-moe is refused likewise.
 """
 
 from __future__ import annotations
@@ -12,10 +25,14 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
+from .errors import DataError
 from .types import ChatRequest, Completion, GenerationSettings
+
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
@@ -31,17 +48,27 @@ CREATE TABLE IF NOT EXISTS generations (
     completion_tokens INTEGER NOT NULL,
     seconds REAL NOT NULL,
     finish_reason TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    identity TEXT
 );
 CREATE INDEX IF NOT EXISTS generations_model ON generations (engine, model);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-def generation_key(engine: str, model: str, request: ChatRequest, settings: GenerationSettings) -> str:
-    """A stable hash of everything that determines a generation."""
+def generation_key(
+    engine: str,
+    model: str,
+    request: ChatRequest,
+    settings: GenerationSettings,
+    identity: Mapping[str, Any] | None = None,
+) -> str:
+    """A stable hash of everything that determines a generation; `identity` is the engine's
+    `identity()` (output-changing options and model file), which the scheduler always passes."""
     payload = {
         "engine": engine,
         "model": model,
+        "identity": dict(identity or {}),
         "messages": list(request.messages),
         "question_id": request.question_id,
         "sample": request.sample,
@@ -61,8 +88,35 @@ class GenerationStore:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=60)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._db.commit()
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        """Create a new store, or accept one of this schema; anything else is a DataError."""
+        db = self._db
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        version: int | None = None
+        if "meta" in tables:
+            row = db.execute("SELECT value FROM meta WHERE name='schema_version'").fetchone()
+            version = int(row[0]) if row else None
+        if version is None and "generations" in tables:
+            rows = db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+            if rows:
+                db.close()
+                raise DataError(
+                    f"{self.path}: generation store of schema 1 ({rows} rows) from an older symbolic-moe: its keys "
+                    "do not cover engine options or model files, so its answers cannot be matched to them; "
+                    "move it away (or set `store` to a new file) and run again"
+                )
+            db.execute("DROP TABLE generations")  # empty: recreate with this schema
+        if version is not None and version != SCHEMA_VERSION:
+            db.close()
+            raise DataError(
+                f"{self.path}: generation store of schema {version}; this symbolic-moe reads schema "
+                f"{SCHEMA_VERSION}: use a matching version or set `store` to a new file"
+            )
+        with db:
+            db.executescript(_SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Completion]:
         keys = list(keys)
@@ -93,9 +147,11 @@ class GenerationStore:
         model: str,
         settings: GenerationSettings,
         items: Iterable[tuple[str, ChatRequest, Completion]],
+        identity: Mapping[str, Any] | None = None,
     ) -> None:
         """Store finished generations in one transaction."""
         settings_json = settings.model_dump_json()
+        identity_json = json.dumps(dict(identity or {}), sort_keys=True)
         rows = [
             (
                 key,
@@ -111,11 +167,12 @@ class GenerationStore:
                 completion.seconds,
                 completion.finish_reason,
                 time.time(),
+                identity_json,
             )
             for key, request, completion in items
         ]
         with self._lock, self._db:
-            self._db.executemany("INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def count(self) -> int:
         with self._lock:

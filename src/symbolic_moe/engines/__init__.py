@@ -1,6 +1,16 @@
 """Engines behind one protocol. Each registers lazily, so importing this costs nothing heavy."""
 
-from .base import Engine, EngineStats, TimedEngine, create_engine, engine_kinds, register
+from .base import (
+    Engine,
+    EngineOptions,
+    EngineStats,
+    TimedEngine,
+    create_engine,
+    engine_class,
+    engine_kinds,
+    engine_options,
+    register,
+)
 
 
 @register("llama_cpp")
@@ -45,4 +55,14 @@ def _vllm() -> type:
     return VLLMEngine
 
 
-__all__ = ["Engine", "EngineStats", "TimedEngine", "create_engine", "engine_kinds", "register"]
+__all__ = [
+    "Engine",
+    "EngineOptions",
+    "EngineStats",
+    "TimedEngine",
+    "create_engine",
+    "engine_class",
+    "engine_kinds",
+    "engine_options",
+    "register",
+]

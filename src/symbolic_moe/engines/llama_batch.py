@@ -51,7 +51,7 @@ import ctypes
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -233,10 +233,23 @@ class LlamaModel:
     # --- decoding ----------------------------------------------------------------------------
 
     def decode(self, jobs: Sequence[DecodeJob], n_seq: int, n_ctx_seq: int) -> list[DecodeResult]:
+        """Every job's result, in job order (see `decode_each`)."""
+        results: list[DecodeResult | None] = [None] * len(jobs)
+        for index, result in self.decode_each(jobs, n_seq, n_ctx_seq):
+            results[index] = result
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:  # pragma: no cover - decode_each runs until every job has a result
+            raise EngineError(f"decoding ended without results for requests {missing}")
+        return [r for r in results if r is not None]
+
+    def decode_each(self, jobs: Sequence[DecodeJob], n_seq: int, n_ctx_seq: int) -> Iterator[tuple[int, DecodeResult]]:
         """Generate every job with up to `n_seq` sequences in flight, each with `n_ctx_seq`
-        cells of context. Every prompt must fit (`len(prompt) < n_ctx_seq`)."""
+        cells of context, yielding (job index, result) as each sequence finishes (after the
+        decode step that finished it), so callers can store it before the rest are done.
+        Every prompt must fit (`len(prompt) < n_ctx_seq`). Closing the generator early frees
+        every sampler; the context stays usable."""
         if not jobs:
-            return []
+            return
         for i, job in enumerate(jobs):
             if not job.prompt:
                 raise EngineError(f"request {i}: empty prompt")
@@ -271,6 +284,11 @@ class LlamaModel:
                     token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, out_index)
                     if self._advance(slot, token) is not None:
                         self._release(d, slot)
+                while d.finished:
+                    index = d.finished.popleft()
+                    result = d.results[index]
+                    assert result is not None
+                    yield index, result
         finally:
             for slot in d.slots:
                 if slot is not None:
@@ -278,10 +296,6 @@ class LlamaModel:
             for start in d.starts.values():
                 llama_cpp.llama_sampler_free(start.sampler)
             llama_cpp.llama_batch_free(batch)
-        missing = [i for i, r in enumerate(d.results) if r is None]
-        if missing:  # pragma: no cover - the loop above runs until every job has a result
-            raise EngineError(f"decoding ended without results for requests {missing}")
-        return [r for r in d.results if r is not None]
 
     def _admit(self, d: DecodeState, index: int, job: DecodeJob, free: list[int], copied: set[int]) -> None:
         """Start `job` in one of the `free` streams. A job whose first token was sampled early
@@ -409,6 +423,7 @@ class LlamaModel:
         waiting job can still take its prompt from there."""
         s = next(i for i, other in enumerate(d.slots) if other is slot)
         d.results[slot.index] = slot.result
+        d.finished.append(slot.index)
         llama_cpp.llama_sampler_free(slot.sampler)
         if not d.needed(d.held[s]):
             llama_cpp.llama_memory_seq_rm(d.memory, s, -1, -1)

@@ -24,6 +24,14 @@ relative to the working directory, then to `data_dir`). Options (all optional):
   question) prefill it once and copy the KV cache; outputs are unchanged (llama_batch.py).
 - `verbose` (False): let llama.cpp log to stderr.
 
+Output-changing options, part of the store key with the GGUF's identity (resolved path, size,
+mtime; the chat template is in the file): `n_ctx`, `flash_attn`, `kv_unified`, `requantize`,
+`system_prompt`. Speed-only: `n_threads`, `use_mmap`, `n_seq_max`/`batch_size`, `share_prompts`,
+`verbose`. (Which requests share a batch can flip near-ties in greedy decoding for some weight
+types, see llama_batch.py; that depends on what else is pending, so no key can hold it.)
+Each sequence is handed back as soon as it finishes (`generate_each`), so the scheduler stores
+it at once: a killed run loses at most the sequences in flight.
+
 Prompts are rendered with the GGUF's own chat template (`tokenizer.chat_template`, with Jinja2 the
 way llama-cpp-python's Jinja2ChatFormatter does); a model without one gets the plain
 "User: ...\nAssistant:", stops at "\nUser:", and has the space after "Assistant:" stripped.
@@ -36,34 +44,35 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import jinja2.ext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, field_validator
 
-from ..errors import ConfigError, EngineError
+from ..errors import EngineError
 from ..types import ChatRequest, Completion, GenerationSettings, Message
-from .base import TimedEngine
+from .base import EngineOptions, TimedEngine, file_identity
 from .embedded import resolve_gguf
-from .llama_batch import LlamaModel
-from .llama_sequences import DecodeJob
+from .requantize import TYPES as REQUANT_TYPES
 from .requantize import requantized_gguf
+
+if TYPE_CHECKING:  # llama_cpp (the C library) loads only when a model does
+    from .llama_batch import LlamaModel
 
 TEMPLATE_KEY = "tokenizer.chat_template"
 PLAIN_STOP = ("\nUser:",)
 
 
-class LlamaCppOptions(BaseModel):
+class LlamaCppOptions(EngineOptions):
     """The options this engine accepts; anything else is a configuration error."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    data_dir: str | None = None
     n_ctx: int = Field(4096, ge=16)
     n_threads: int | None = Field(None, ge=1)
     n_seq_max: int = Field(16, ge=1, le=256, alias="batch_size")
@@ -74,6 +83,13 @@ class LlamaCppOptions(BaseModel):
     share_prompts: bool = True
     system_prompt: str | None = None
     verbose: bool = False
+
+    @field_validator("requantize")
+    @classmethod
+    def _known_type(cls, value: str | None) -> str | None:
+        if value is not None and value not in REQUANT_TYPES:
+            raise ValueError(f"unknown type {value!r}; choose one of {', '.join(REQUANT_TYPES)}")
+        return value
 
 
 # --- chat templates ---------------------------------------------------------------------------
@@ -201,23 +217,29 @@ def with_system_prompt(messages: Sequence[Message], system_prompt: str | None) -
 
 @dataclass
 class LlamaCppEngine(TimedEngine):
+    Options = LlamaCppOptions
+    output_options = frozenset({"n_ctx", "flash_attn", "kv_unified", "requantize", "system_prompt"})
     kind: str = "llama_cpp"
-    config: LlamaCppOptions = field(init=False, repr=False)
     llm: LlamaModel | None = field(default=None, init=False, repr=False)
     template: ChatTemplate | None = field(default=None, init=False, repr=False)
     # One llama.cpp context must not decode from two threads at once (ctypes releases the GIL).
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        try:
-            self.config = LlamaCppOptions.model_validate(self.options)
-        except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"llama_cpp options for model '{self.model}': {problems}") from exc
+    @property
+    def config(self) -> LlamaCppOptions:
+        """The validated options (typed)."""
+        assert isinstance(self.opts, LlamaCppOptions)
+        return self.opts
+
+    def model_identity(self) -> dict[str, Any]:
+        # The source GGUF (a re-quantised copy is derived from it and named by `requantize`).
+        return {"file": file_identity(resolve_gguf(self.model, self.config.data_dir))}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def _load(self) -> None:
+        from .llama_batch import LlamaModel
+
         path = resolve_gguf(self.model, self.config.data_dir)
         if self.config.requantize:
             path = requantized_gguf(path, self.config.requantize)
@@ -258,11 +280,17 @@ class LlamaCppEngine(TimedEngine):
         # add_bos=False); the plain template relies on the model's add-BOS setting.
         return self.llm.tokenize(text, add_special=self.template.is_plain, parse_special=True)
 
-    def _generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
+    def _generate_each(
+        self, requests: list[ChatRequest], settings: GenerationSettings
+    ) -> Iterator[tuple[int, Completion]]:
         with self._lock:
-            return self._generate_locked(requests, settings)
+            yield from self._generate_locked(requests, settings)
 
-    def _generate_locked(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
+    def _generate_locked(
+        self, requests: list[ChatRequest], settings: GenerationSettings
+    ) -> Iterator[tuple[int, Completion]]:
+        from .llama_sequences import DecodeJob
+
         assert self.llm is not None
         assert self.template is not None
         n_ctx = self.config.n_ctx
@@ -292,15 +320,15 @@ class LlamaCppEngine(TimedEngine):
         # outputs are identical either way.
         n_seq = 1 if len(jobs) == 1 else min(self.config.n_seq_max, len(jobs))
         need = min(n_ctx, max(len(j.prompt) + j.max_tokens for j in jobs))
-        results = self.llm.decode(jobs, n_seq=n_seq, n_ctx_seq=need)
         plain = self.template.is_plain
-        return [
-            Completion(
-                text=r.text.lstrip() if plain else r.text,
-                prompt_tokens=r.prompt_tokens,
-                completion_tokens=len(r.tokens),
-                seconds=r.seconds,
-                finish_reason=r.finish_reason,
+        for index, r in self.llm.decode_each(jobs, n_seq=n_seq, n_ctx_seq=need):
+            yield (
+                index,
+                Completion(
+                    text=r.text.lstrip() if plain else r.text,
+                    prompt_tokens=r.prompt_tokens,
+                    completion_tokens=len(r.tokens),
+                    seconds=r.seconds,
+                    finish_reason=r.finish_reason,
+                ),
             )
-            for r in results
-        ]

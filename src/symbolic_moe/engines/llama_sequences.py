@@ -5,6 +5,7 @@ first tokens sampled early for waiting jobs)."""
 from __future__ import annotations
 
 import codecs
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,6 +71,7 @@ class DecodeState:
         self.jobs = jobs
         self.slots: list[Slot | None] = [None] * n_seq
         self.results: list[DecodeResult | None] = [None] * len(jobs)
+        self.finished: deque[int] = deque()  # job indices finished and not yet handed back
         self.admitted = [False] * len(jobs)
         self.held: list[tuple[int, ...] | None] = [None] * n_seq  # per stream: the whole prompt in its first cells
         self.starts: dict[int, EarlyStart] = {}  # by job index

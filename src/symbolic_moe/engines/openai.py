@@ -1,35 +1,45 @@
 """Any OpenAI-compatible chat server (vLLM, SGLang, llama.cpp server, Ollama, hosted APIs).
 
 Requests of a batch go out concurrently (bounded by `concurrency`) so that a batching server
-sees them together; each is retried with exponential backoff on rate limits (429), server
-errors (5xx), timeouts and dropped connections. Other 4xx answers are the caller's fault and
-fail at once, naming the model and the status.
+sees them together, and each answer is handed back as soon as it arrives (`generate_each`), so
+the scheduler stores it at once. Each request is retried (tenacity) with exponential backoff on
+rate limits (429), server errors (5xx), timeouts, dropped connections, and answers that are not
+usable (a body that is not JSON, no `choices`): a `Retry-After` header (seconds or an HTTP date)
+sets the wait instead, capped at `max_backoff`. Other 4xx answers are the caller's fault and fail
+at once, naming the model and the status. When one request fails for good, no new request of
+the batch is started; those in flight finish (and are handed back), then the error is raised.
+
+Options: `base_url` changes outputs (another server, another model behind it) and is part of
+the store key; `api_key_env`, `concurrency`, `timeout`, `max_retries`, `backoff`, `max_backoff`
+are speed-only.
 """
 
 from __future__ import annotations
 
+import email.utils
 import os
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from pydantic import Field, field_validator
+from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ..errors import ConfigError, EngineError
+from ..errors import EngineError
 from ..types import ChatRequest, Completion, GenerationSettings
-from .base import TimedEngine
+from .base import EngineOptions, TimedEngine
 
 # 408 (request timeout) and 409 (some gateways' "busy") are transient like 429 and 5xx.
 _RETRY_STATUS = {408, 409, 429}
 
 
-class OpenAIOptions(BaseModel):
+class OpenAIOptions(EngineOptions):
     """The `options` of an `openai` model in the run config; unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid")
 
     base_url: str = Field(description="e.g. http://127.0.0.1:8000/v1 (the part before /chat/completions)")
     api_key_env: str = "OPENAI_API_KEY"
@@ -37,28 +47,53 @@ class OpenAIOptions(BaseModel):
     timeout: float = Field(600.0, gt=0)
     max_retries: int = Field(5, ge=0)
     backoff: float = Field(1.0, ge=0, description="first retry wait in seconds; doubles each retry")
-    max_backoff: float = Field(60.0, ge=0)
-    data_dir: str | None = None  # passed to every engine by the pool; unused here
+    max_backoff: float = Field(60.0, ge=0, description="longest wait between tries, Retry-After included")
+
+    @field_validator("base_url")
+    @classmethod
+    def _normalise(cls, value: str) -> str:
+        return value.rstrip("/")  # ".../v1/" and ".../v1" are one server (one store key)
 
 
 class _Transient(Exception):
-    """A failure worth retrying (kept apart so tenacity retries only these)."""
+    """A failure worth retrying (kept apart so tenacity retries only these); `retry_after` is
+    the server's Retry-After in seconds, when it sent one."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header as seconds: a number, or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 @dataclass
 class OpenAIEngine(TimedEngine):
+    Options = OpenAIOptions
+    output_options = frozenset({"base_url"})
     kind: str = "openai"
-    opts: OpenAIOptions = field(init=False)
     base_url: str = field(init=False)
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        try:
-            self.opts = OpenAIOptions(**self.options)
-        except ValidationError as exc:
-            problems = "; ".join(f"options.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ConfigError(f"openai engine for model '{self.model}': {problems}") from None
-        self.base_url = self.opts.base_url.rstrip("/")
+        super().__post_init__()
+        self.opts: OpenAIOptions
+        self.base_url = self.opts.base_url
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -110,16 +145,38 @@ class OpenAIEngine(TimedEngine):
 
     # -- generation ----------------------------------------------------------------------------
 
-    def _generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
+    def _generate_each(
+        self, requests: list[ChatRequest], settings: GenerationSettings
+    ) -> Iterator[tuple[int, Completion]]:
+        """Each completion as it arrives. After a request fails for good, requests not yet sent
+        are cancelled; those in flight are still awaited and yielded, then the error is raised."""
         workers = min(self.opts.concurrency, len(requests))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai") as pool:
-            futures = [pool.submit(self._complete, request, settings) for request in requests]
-            try:
-                return [future.result() for future in futures]  # in request order
-            except BaseException:
-                for future in futures:  # one failure fails the batch: don't send the rest
-                    future.cancel()
-                raise
+        failed = threading.Event()  # also stops queued requests that start before cancel() reaches them
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai")
+        futures: dict[Future[Completion], int] = {
+            pool.submit(self._complete, request, settings, failed): i for i, request in enumerate(requests)
+        }
+        first_error: BaseException | None = None
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    if future.cancelled():
+                        continue
+                    error = future.exception()
+                    if error is None:
+                        yield futures[future], future.result()
+                    elif first_error is None or isinstance(first_error, _Skipped):
+                        first_error = error
+                        failed.set()
+                        for other in pending:
+                            other.cancel()
+        finally:
+            failed.set()  # the caller stopped early: start nothing new
+            pool.shutdown(wait=True, cancel_futures=True)
+        if first_error is not None:
+            raise first_error
 
     def body(self, request: ChatRequest, settings: GenerationSettings) -> dict[str, Any]:
         """The JSON body of one chat completion request."""
@@ -136,12 +193,23 @@ class OpenAIEngine(TimedEngine):
             body["stop"] = list(settings.stop)
         return body
 
-    def _complete(self, request: ChatRequest, settings: GenerationSettings) -> Completion:
+    def _wait(self, state: RetryCallState) -> float:
+        """Retry-After when the server sent one, else exponential backoff; both capped."""
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Transient) and exc.retry_after is not None:
+            return min(exc.retry_after, self.opts.max_backoff)
+        return wait_exponential(multiplier=self.opts.backoff, max=self.opts.max_backoff)(state)
+
+    def _complete(
+        self, request: ChatRequest, settings: GenerationSettings, stop: threading.Event | None = None
+    ) -> Completion:
+        if stop is not None and stop.is_set():  # another request of the batch failed for good
+            raise _Skipped()
         body = self.body(request, settings)
         start = time.perf_counter()
         retrying = Retrying(
             stop=stop_after_attempt(self.opts.max_retries + 1),
-            wait=wait_exponential(multiplier=self.opts.backoff, max=self.opts.max_backoff),
+            wait=self._wait,
             retry=retry_if_exception(lambda exc: isinstance(exc, _Transient)),
             reraise=False,
         )
@@ -162,7 +230,8 @@ class OpenAIEngine(TimedEngine):
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
         status = response.status_code
         if status in _RETRY_STATUS or status >= 500:
-            raise _Transient(f"HTTP {status}: {_snippet(response)}")
+            wait_for = retry_after_seconds(response.headers.get("retry-after"))
+            raise _Transient(f"HTTP {status}: {_snippet(response)}", wait_for)
         if status >= 400:
             raise EngineError(
                 f"model '{self.model}' at {self.base_url}: HTTP {status} (not retried): {_snippet(response)}"
@@ -171,8 +240,14 @@ class OpenAIEngine(TimedEngine):
             data = response.json()
         except ValueError:
             raise _Transient(f"HTTP {status} with a body that is not JSON: {_snippet(response)}") from None
-        if not isinstance(data, dict) or not data.get("choices"):
-            raise EngineError(f"model '{self.model}' at {self.base_url}: answer has no choices: {_snippet(response)}")
+        # A 200 without a usable answer (proxies and overloaded servers send these) is retried
+        # like a 5xx: the same request asked again normally gets a proper answer.
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise _Transient(f"HTTP {status} answer without choices: {_snippet(response)}")
+        message = choices[0].get("message")
+        if message is not None and not isinstance(message, dict):
+            raise _Transient(f"HTTP {status} answer with a malformed message: {_snippet(response)}")
         return data
 
     @staticmethod
@@ -180,14 +255,30 @@ class OpenAIEngine(TimedEngine):
         choice = data["choices"][0]
         usage = data.get("usage") or {}
         # A null content (e.g. a reasoning model that spent every token thinking) is an empty answer.
-        text = (choice.get("message") or {}).get("content") or ""
+        content = (choice.get("message") or {}).get("content")
+        usage = usage if isinstance(usage, dict) else {}
         return Completion(
-            text=text,
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            text=content if isinstance(content, str) else "",
+            prompt_tokens=_count(usage.get("prompt_tokens")),
+            completion_tokens=_count(usage.get("completion_tokens")),
             seconds=seconds,
             finish_reason=choice.get("finish_reason"),
         )
+
+
+def _count(value: Any) -> int:
+    """A token count from `usage`; anything that is not a count is 0 (servers may omit it)."""
+    try:
+        return max(0, int(value or 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+class _Skipped(EngineError):
+    """Not sent: another request of the same batch had already failed for good."""
+
+    def __init__(self) -> None:
+        super().__init__("not sent: another request of the batch failed")
 
 
 def _snippet(response: httpx.Response, limit: int = 300) -> str:

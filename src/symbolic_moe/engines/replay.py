@@ -9,51 +9,59 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DataError, EngineError
+from ..errors import DataError, EngineError
 from ..types import ChatRequest, Completion, GenerationSettings
-from .base import TimedEngine
+from .base import EngineOptions, TimedEngine, file_identity
 
-_OPTIONS = {"data_dir"}
+
+class ReplayOptions(EngineOptions):
+    """A recording has no options of its own: only `data_dir` (where relative files are found)."""
 
 
 @dataclass
 class ReplayEngine(TimedEngine):
     """`model` is a `<model>.jsonl.gz` (or `.jsonl`) file: absolute, or relative to `data_dir`."""
 
+    Options = ReplayOptions
     kind: str = "replay"
     records: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        unknown = sorted(set(self.options) - _OPTIONS)
-        if unknown:
-            raise ConfigError(f"replay engine for model '{self.model}': unknown options {unknown}")
 
     def candidates(self) -> list[Path]:
         """Where the recording may be: under the data dir first, then as given (cwd-relative)."""
         path = Path(self.model).expanduser()
-        data_dir = self.options.get("data_dir")
+        data_dir = self.opts.data_dir
         if path.is_absolute() or not data_dir:
             return [path]
         return [Path(data_dir) / path, path]
 
-    def _load(self) -> None:
+    def recording(self) -> Path:
+        """The recording file; an EngineError names every place tried."""
         candidates = self.candidates()
         path = next((p for p in candidates if p.is_file()), None)
         if path is None:
             tried = " or ".join(str(p) for p in candidates)
             raise EngineError(f"replay model '{self.model}': no recording file at {tried}")
-        self.records = read_records(path)
+        return path
+
+    def model_identity(self) -> dict[str, Any]:
+        # Another recording under the same name (re-recorded, edited) must not reuse old answers.
+        return {"file": file_identity(self.recording())}
+
+    def _load(self) -> None:
+        self.records = read_records(self.recording())
 
     def _unload(self) -> None:
         self.records = {}
 
-    def _generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
-        completions = []
-        for request in requests:
+    def _generate_each(
+        self, requests: list[ChatRequest], settings: GenerationSettings
+    ) -> Iterator[tuple[int, Completion]]:
+        for index, request in enumerate(requests):
             if request.question_id is None:
                 raise EngineError(
                     f"replay model '{self.model}': a request without question_id (a recording only "
@@ -63,14 +71,14 @@ class ReplayEngine(TimedEngine):
             if record is None:
                 raise EngineError(f"replay model '{self.model}' has no recording for question '{request.question_id}'")
             text = record.get("output")
-            completions.append(
+            yield (
+                index,
                 Completion(
                     text=text,  # None: the model has no recorded answer (graded as wrong)
                     completion_tokens=len(text.split()) if text else 0,
                     finish_reason="recorded",
-                )
+                ),
             )
-        return completions
 
 
 def read_records(path: Path) -> dict[str, dict[str, Any]]:

@@ -34,7 +34,9 @@ class CostProfile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     load_seconds: float = Field(0.0, ge=0, description="engine start + weights onto the device")
-    load_io_seconds: float = Field(0.0, ge=0, description="part of load_seconds reading weights from disk (prefetchable)")
+    load_io_seconds: float = Field(
+        0.0, ge=0, description="part of load_seconds reading weights from disk (prefetchable)"
+    )
     unload_seconds: float = Field(0.0, ge=0)
     weights_gb: float = Field(0.0, ge=0, description="device memory the weights take")
     kv_cache_gb: float = Field(16.0, gt=0, description="device memory for the KV cache")

@@ -21,59 +21,58 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 
 from ..errors import ConfigError, EngineError
 from ..types import ChatRequest, Completion, GenerationSettings
-from .base import TimedEngine
+from .base import EngineOptions, TimedEngine, file_identity, format_validation
 from .replay import read_records
 from .sim_cost import CostProfile, batch_timeline, load_cost_table, merge_order, profile_from_table
 
-# Options that change what the engine answers (the rest only change how long it sleeps).
-OUTPUT_OPTIONS = frozenset({"replay", "output_tokens", "output_spread", "letters", "cost_table", "profile"})
 
+class SimulatedOptions(EngineOptions):
+    """Where the costs come from (`cost_table` + `profile`, then `costs` over them), how fast the
+    clock runs (`time_scale`, speed only), and what the answers are (`replay`, `letters`)."""
 
-class SimulatedOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    data_dir: str | None = None
     cost_table: str | None = Field(None, description="packaged table name (a6000_vllm) or TOML path")
     profile: str | None = Field(None, description="profile in the cost table; default: the model name")
+    costs: dict[str, Any] = Field(default_factory=dict, description="CostProfile fields over the table's")
     time_scale: float = Field(1.0, gt=0, description="divide every slept second by this (speed only)")
     replay: str | None = Field(None, description="recorded outputs (.jsonl.gz) answering by question id")
-    letters: str = "ABCD"
-    costs: dict[str, Any] = Field(default_factory=dict, description="CostProfile fields over the table's")
+    letters: str = Field("ABCD", min_length=1)
+
+    @field_validator("costs")
+    @classmethod
+    def _known_costs(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(CostProfile.model_fields))
+        if unknown:
+            raise ValueError(f"unknown cost fields {unknown} (known: {', '.join(CostProfile.model_fields)})")
+        return value
 
 
-def parse_options(model: str, options: dict[str, Any]) -> tuple[SimulatedOptions, CostProfile]:
-    """Split options into engine options and cost fields (any CostProfile field may be given flat)."""
-    flat = dict(options)
-    costs = {k: flat.pop(k) for k in list(flat) if k in CostProfile.model_fields}
+def cost_profile(model: str, opts: SimulatedOptions) -> CostProfile:
+    merged: dict[str, Any] = {}
+    if opts.cost_table:
+        merged.update(profile_from_table(load_cost_table(opts.cost_table), opts.profile or model, opts.cost_table))
+    merged.update(opts.costs)
     try:
-        opts = SimulatedOptions.model_validate(flat)
-        merged: dict[str, Any] = {}
-        if opts.cost_table:
-            table = load_cost_table(opts.cost_table)
-            merged.update(profile_from_table(table, opts.profile or model, opts.cost_table))
-        merged.update(opts.costs)
-        merged.update(costs)
-        return opts, CostProfile.model_validate(merged)
+        return CostProfile.model_validate(merged)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"simulated engine for model '{model}': option {where}: {first['msg']}") from None
+        raise ConfigError(f"simulated model '{model}': {format_validation(exc, 'costs.')}") from None
 
 
 @dataclass
 class SimulatedEngine(TimedEngine):
+    Options = SimulatedOptions
+    # time_scale only changes how long the engine sleeps; everything else may change answers.
+    output_options = frozenset({"cost_table", "profile", "costs", "replay", "letters"})
     kind: str = "simulated"
     cost: CostProfile = field(init=False)
-    settings_: SimulatedOptions = field(init=False)
     records: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
     # Charged (simulated) seconds, before time_scale: what the run would have cost.
     simulated: dict[str, float] = field(
@@ -82,21 +81,16 @@ class SimulatedEngine(TimedEngine):
     _prefetched: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.settings_, self.cost = parse_options(self.model, self.options)
+        super().__post_init__()
+        self.settings_: SimulatedOptions = self.opts  # type: ignore[assignment]
+        self.cost = cost_profile(self.model, self.settings_)
 
     @property
     def memory_gb(self) -> float:
         return self.cost.memory_gb
 
-    def identity(self) -> dict[str, Any]:
-        """What makes this engine's answers what they are (for the store key)."""
-        ident: dict[str, Any] = {"model": self.model, "output_tokens": self.cost.output_tokens}
-        ident.update({"output_spread": self.cost.output_spread, "letters": self.settings_.letters})
-        if self.settings_.replay:
-            path = self._replay_path()
-            stat = path.stat()
-            ident["replay"] = {"path": str(path.resolve()), "size": stat.st_size, "mtime": stat.st_mtime}
-        return ident
+    def model_identity(self) -> dict[str, Any]:
+        return {"file": file_identity(self._replay_path())} if self.settings_.replay else {}
 
     # -- time ----------------------------------------------------------------------------
 
@@ -123,36 +117,22 @@ class SimulatedEngine(TimedEngine):
 
     # -- answers -------------------------------------------------------------------------
 
-    def _generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
-        out: list[Completion | None] = [None] * len(requests)
-        for index, completion in self._stream(requests, settings):
-            out[index] = completion
-        return [c for c in out if c is not None]
-
-    def generate_each(self, requests: Sequence[ChatRequest], settings: GenerationSettings):
+    def _generate_each(
+        self, requests: list[ChatRequest], settings: GenerationSettings
+    ) -> Iterator[tuple[int, Completion]]:
         """Yield (index, completion) at the (scaled) moment each request would finish."""
-        if not requests:
-            return
-        self.load()
-        start = time.perf_counter()
-        done: list[Completion] = []
-        for index, completion in self._stream(list(requests), settings):
-            done.append(completion)
-            yield index, completion
-        self.stats.add(done, time.perf_counter() - start)
-
-    def _stream(self, requests: list[ChatRequest], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
         answers = [self._answer(r, settings) for r in requests]
-        lengths = [(a.prompt_tokens, a.completion_tokens) for a in answers]
-        finish = batch_timeline(self.cost, lengths)
+        finish = batch_timeline(self.cost, [(a.prompt_tokens, a.completion_tokens) for a in answers])
         start = time.perf_counter()
         scale = self.settings_.time_scale
-        for index in merge_order(finish):
-            wait = start + finish[index] / scale - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)
-            yield index, answers[index].model_copy(update={"seconds": finish[index]})
-        self.simulated["generate"] += max(finish, default=0.0)
+        try:
+            for index in merge_order(finish):
+                wait = start + finish[index] / scale - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                yield index, answers[index].model_copy(update={"seconds": finish[index]})
+        finally:
+            self.simulated["generate"] += (time.perf_counter() - start) * scale
 
     def _answer(self, request: ChatRequest, settings: GenerationSettings) -> Completion:
         prompt_tokens = max(1, len(request.prompt_text) // 4)  # ~4 characters per token (English)
@@ -162,7 +142,9 @@ class SimulatedEngine(TimedEngine):
                 raise EngineError(f"simulated model '{self.model}': no recording for question '{request.question_id}'")
             text = record.get("output")
             tokens = max(1, round(len(text.split()) * 1.3)) if text else 1  # ~1.3 tokens per word
-            return Completion(text=text, prompt_tokens=prompt_tokens, completion_tokens=min(tokens, settings.max_tokens))
+            return Completion(
+                text=text, prompt_tokens=prompt_tokens, completion_tokens=min(tokens, settings.max_tokens)
+            )
         rng = random.Random(_request_seed(self.model, request, settings))
         sigma = self.cost.output_spread
         mean = self.cost.output_tokens

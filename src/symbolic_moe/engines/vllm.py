@@ -3,8 +3,11 @@
 vLLM does not reliably give GPU memory back inside a process, and the pipeline loads one model
 after another. So the model lives in a child process (spawned: CUDA cannot be forked) that
 answers batches over a pipe; `unload` ends the child, and its exit frees the memory.
-Every option except `data_dir` is passed to `vllm.LLM(...)` (e.g. `tensor_parallel_size`,
-`gpu_memory_utilization`, `max_model_len`, `dtype`).
+Options (VLLMOptions) are passed to `vllm.LLM(...)`: the common ones are typed fields, any other
+engine argument goes under `engine_args`. Output-changing (in the store key): `dtype`,
+`quantization`, `max_model_len`, `revision`, `tokenizer`, `trust_remote_code`, `engine_args`
+(unknown arguments are assumed to change outputs). Speed-only: `tensor_parallel_size`,
+`gpu_memory_utilization`, `enforce_eager`, `swap_space`.
 """
 
 from __future__ import annotations
@@ -17,9 +20,28 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from pydantic import Field
+
 from ..errors import EngineError, MissingExtraError
 from ..types import ChatRequest, Completion, GenerationSettings
-from .base import TimedEngine
+from .base import EngineOptions, TimedEngine
+
+
+class VLLMOptions(EngineOptions):
+    """Arguments of `vllm.LLM`; None leaves vLLM's default."""
+
+    dtype: str | None = None
+    quantization: str | None = None
+    max_model_len: int | None = Field(None, ge=1)
+    revision: str | None = None
+    tokenizer: str | None = None
+    trust_remote_code: bool | None = None
+    tensor_parallel_size: int | None = Field(None, ge=1)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    enforce_eager: bool | None = None
+    swap_space: float | None = Field(None, ge=0)
+    engine_args: dict[str, Any] = Field(default_factory=dict, description="any other vllm.LLM argument")
+
 
 # One batch: (list of chats, list of SamplingParams keyword dicts), one per request.
 Batch = tuple[list[list[dict[str, str]]], list[dict[str, Any]]]
@@ -61,6 +83,10 @@ def _serve(conn: Connection, model: str, engine_args: dict[str, Any]) -> None:
 
 @dataclass
 class VLLMEngine(TimedEngine):
+    Options = VLLMOptions
+    output_options = frozenset(
+        {"dtype", "quantization", "max_model_len", "revision", "tokenizer", "trust_remote_code", "engine_args"}
+    )
     kind: str = "vllm"
     _process: Any = field(default=None, init=False, repr=False)
     _conn: Connection | None = field(default=None, init=False, repr=False)
@@ -68,7 +94,8 @@ class VLLMEngine(TimedEngine):
     def _load(self) -> None:
         if importlib.util.find_spec("vllm") is None:  # check here: importing vllm in the parent costs seconds
             raise MissingExtraError("vllm", "vllm", "The vllm engine")
-        engine_args = {k: v for k, v in self.options.items() if k != "data_dir"}
+        opts = self.opts.model_dump(exclude={"data_dir", "engine_args"}, exclude_none=True)
+        engine_args = {**opts, **self.opts.engine_args}
         context = mp.get_context("spawn")
         parent, child = context.Pipe()
         # Not a daemon: vLLM starts its own worker processes for tensor parallelism.

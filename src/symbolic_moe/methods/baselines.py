@@ -22,7 +22,8 @@ from ..inference.aggregate import answer_as_text, vote
 from ..inference.experts import run_experts
 from ..prompts import feedback_request, refine_request
 from .base import FAMILIES, MethodSpec, Prediction, method
-from .rounds import cot_round, followup_round, option, part, prepare_ranked, require_generators, task_best
+from .options import method_options
+from .rounds import cot_round, followup_round, part, prepare_ranked, require_generators, task_best
 
 if TYPE_CHECKING:
     from ..run import Run
@@ -56,7 +57,7 @@ def task_best_cot(run: Run, seed: int):
 @method("self_consistency", prepare=prepare_ranked)
 def self_consistency(run: Run, seed: int):
     """Task-best x `samples` (default 5, odd to avoid ties), majority over the sampled answers."""
-    best, n = task_best(run), int(option(run, "self_consistency", "samples", 5))
+    best, n = task_best(run), method_options(run, "self_consistency").samples
     samples = cot_round(run.test, [[best] * n] * len(run.test), run.scheduler, seed, f"self-consistency ({best})")
     predictions = [
         Prediction.grade(q, answer_as_text(vote(q, row), q), sample_answers=[extract_answer(t, q) for t in row])

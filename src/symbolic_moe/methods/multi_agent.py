@@ -24,11 +24,11 @@ from ..grading import extract_answer
 from ..inference.aggregate import answer_as_text, discussion_round, vote
 from ..prompts import CONFIDENCE
 from .base import Prediction, method
+from .options import method_options
 from .rounds import (
     Texts,
     aggregate_round,
     cot_round,
-    option,
     prepare_ranked,
     require_generators,
     task_best,
@@ -60,7 +60,8 @@ def _discuss(run: Run, agents: list[list[str]], texts: Texts, seed: int, rounds:
 def debate(run: Run, seed: int):
     """Multi-agent debate with one model: task-best x3, 2 rounds, majority of the last round."""
     best = task_best(run)
-    n, rounds = int(option(run, "debate", "agents", 3)), int(option(run, "debate", "rounds", 2))
+    opts = method_options(run, "debate")
+    n, rounds = opts.agents, opts.rounds
     require_generators(run, [best] if rounds > 1 else [], "debate")
     agents = [[best] * n] * len(run.test)
     texts = cot_round(run.test, agents, run.scheduler, seed, f"debate round 1 ({best})")
@@ -71,7 +72,7 @@ def debate(run: Run, seed: int):
 def mixture_of_agents(run: Run, seed: int, proposers: list[str], aggregator: str, name: str):
     """Proposals from `proposers`, then `aggregator` synthesises them `samples` times (default:
     as many as proposers), majority over the syntheses."""
-    samples = int(option(run, name, "samples", len(proposers)))
+    samples = method_options(run, name).samples or len(proposers)
     require_generators(run, [aggregator], f"{name} aggregator")
     proposals = cot_round(run.test, [proposers] * len(run.test), run.scheduler, seed, f"{name} proposals")
     synthesizers = [[aggregator] * samples] * len(run.test)
@@ -87,7 +88,7 @@ def mixture_of_agents(run: Run, seed: int, proposers: list[str], aggregator: str
 def self_moa(run: Run, seed: int):
     """Self-MoA (Li et al. 2025): the task-best model proposes x3 and aggregates."""
     best = task_best(run)
-    return mixture_of_agents(run, seed, [best] * int(option(run, "self_moa", "agents", 3)), best, "self_moa")
+    return mixture_of_agents(run, seed, [best] * method_options(run, "self_moa").agents, best, "self_moa")
 
 
 def _prepare_moa(run: Run) -> None:
@@ -98,7 +99,7 @@ def _prepare_moa(run: Run) -> None:
 @method("moa", prepare=_prepare_moa)
 def moa(run: Run, seed: int):
     """MoA (Wang et al. 2024): the top-3 validation models propose, the task aggregator synthesises."""
-    top = run.ranked_models()[: int(option(run, "moa", "agents", 3))]
+    top = run.ranked_models()[: method_options(run, "moa").agents]
     return mixture_of_agents(run, seed, top, run.aggregator(), "moa")
 
 
@@ -140,8 +141,8 @@ def recalibrate(confidence: float | None) -> float:
 def reconcile(run: Run, seed: int):
     """ReConcile: the top-3 models answer with confidences and discuss for 3 rounds in all;
     the last round's answers are voted, weighted by recalibrated confidence."""
-    top = run.ranked_models()[: int(option(run, "reconcile", "agents", 3))]
-    rounds = int(option(run, "reconcile", "rounds", 3))
+    opts = method_options(run, "reconcile")
+    top, rounds = run.ranked_models()[: opts.agents], opts.rounds
     require_generators(run, top if rounds > 1 else [], "reconcile")
     agents = [top] * len(run.test)
     texts = cot_round(run.test, agents, run.scheduler, seed, "reconcile round 1", suffix=CONFIDENCE)

@@ -11,7 +11,7 @@ A model in several slots of one question answers as separate samples (sample ind
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..grading import answer_part
@@ -78,11 +78,6 @@ def followup_round(
     jobs = slot_jobs(questions, [[model]] * len(questions), scheduler, seed, lambda q, slot, sample: build(q))
     rows = run_slots(jobs, scheduler, label)
     return [row[0].text for row in rows]
-
-
-def option(run: Run, method: str, key: str, default: Any) -> Any:
-    """`[method_options.<method>] <key>` from the run config, else `default`."""
-    return run.config.method_options.get(method, {}).get(key, default)
 
 
 def task_best(run: Run) -> str:

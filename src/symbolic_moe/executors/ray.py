@@ -1,0 +1,252 @@
+"""Model groups on a Ray cluster (`scheduler.executor = "ray"`), behind the scheduler's Executor seam.
+
+Each model group of Algorithm 1 runs as one Ray task that builds the model's engine on its worker
+(from the group's ModelSpec), loads it once, generates the group and unloads. The task is a Ray
+streaming generator: it yields every completion as the engine finishes it, and the driver
+delivers (stores) each one as it arrives, so the SQLite store stays the single writer and a killed
+driver resumes as always. Resources per group come from the spec (`resources = {num_gpus = 1}`,
+`{num_cpus = 2}` or a custom resource of the cluster; default one CPU); groups are submitted
+largest first and Ray runs as many at once as the cluster holds.
+
+Faults: a worker that dies mid-group (killed, out of memory, node lost) is retried up to
+`max_retries` times with only the items not yet delivered; a group whose engine fails (or that
+keeps dying) comes back as a failed GroupOutcome and the run goes on without that model.
+
+`ray_address`: "local" starts a private cluster on 127.0.0.1 (stopped at the end of the run);
+"auto" joins the cluster of this machine (`ray start --head`); "ray://host:port" joins a remote
+one through Ray Client. Every node must have symbolic-moe installed (and the engines' extras).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..scheduler import Deliver, GroupOutcome, ModelGroup, describe_error
+from ..types import Completion, GenerationSettings
+
+_STANDARD = {"num_cpus": "CPU", "num_gpus": "GPU"}
+
+
+def run_group_stream(group: ModelGroup, chunk_size: int) -> Iterator[tuple[str, Any]]:
+    """On the worker: build, load, generate (yield each completion), unload. Events:
+    ("loaded", pid), ("done", (key, completion)), ("end", engine seconds), ("error", text)."""
+    from ..engines import create_engine
+
+    engine = create_engine(group.spec.engine, group.spec.model, group.engine_options())
+    try:
+        engine.load()
+        yield "loaded", os.getpid()
+        by_settings: dict[GenerationSettings, list] = defaultdict(list)
+        for key, request, settings in group.items:
+            by_settings[settings].append((key, request))
+        for settings, same in by_settings.items():
+            for start in range(0, len(same), chunk_size):
+                chunk = same[start : start + chunk_size]
+                for index, completion in engine.generate_each([r for _, r in chunk], settings):
+                    yield "done", (chunk[index][0], completion)
+    except Exception as exc:  # the model failed: report it, the driver isolates the model
+        yield "error", describe_error(exc)
+        return
+    finally:
+        engine.unload()
+    s = engine.stats
+    yield "end", {"loads": s.loads, "load": s.load_seconds, "gen": s.generate_seconds, "unload": s.unload_seconds}
+
+
+@dataclass
+class GroupTrace:
+    """What the driver saw of one group: attempts (items sent each time), worker pids, times."""
+
+    model: str
+    attempts: list[int] = field(default_factory=list)
+    pids: list[int] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    engine_seconds: float = 0.0
+
+    @property
+    def overhead_seconds(self) -> float:
+        return max(self.wall_seconds - self.engine_seconds, 0.0)
+
+
+class RayExecutor:
+    """Runs groups as Ray streaming-generator tasks (see the module docstring)."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str = "local",
+        max_retries: int = 2,
+        chunk_size: int = 16,
+        cluster_resources: dict[str, float] | None = None,
+        num_cpus: int | None = None,
+    ) -> None:
+        self.address, self.max_retries, self.chunk_size = address, max_retries, chunk_size
+        self.cluster_resources = dict(cluster_resources or {})
+        self.num_cpus = num_cpus
+        self.traces: list[GroupTrace] = []
+        self._started = False
+        self._lock = threading.Lock()
+        self._remote: Any = None
+
+    # -- cluster ---------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Start or join the cluster; an unreachable address is one ConfigError naming it."""
+        import ray
+
+        if ray.is_initialized():
+            return
+        try:
+            if self.address == "local":
+                ray.init(
+                    address="local",
+                    _node_ip_address="127.0.0.1",
+                    num_cpus=self.num_cpus,
+                    resources=self.cluster_resources or None,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
+                self._started = True
+            else:
+                ray.init(address=self.address, log_to_driver=False, configure_logging=False)
+        except Exception as exc:
+            raise ConfigError(
+                f"scheduler.ray_address = '{self.address}': cannot start or reach a Ray cluster "
+                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
+            ) from None
+
+    def check(self, specs: dict[str, Any]) -> None:
+        """Every model's resources exist in the cluster and fit one node's... the cluster's total."""
+        import ray
+
+        self.connect()
+        total = ray.cluster_resources()
+        for name, spec in specs.items():
+            for key, amount in spec.resources.items():
+                resource = _STANDARD.get(key, key)
+                if resource in ("CPU", "GPU") and key not in _STANDARD:
+                    raise ConfigError(f"model '{name}': resources.{key}: write num_cpus / num_gpus")
+                if resource not in total and amount > 0:
+                    known = ", ".join(sorted(k for k in total if not k.startswith("node:") and "memory" not in k))
+                    raise ConfigError(
+                        f"model '{name}': resources.{key}: the Ray cluster has no resource '{resource}' (it has: {known})"
+                    )
+                if amount > total.get(resource, 0.0):
+                    raise ConfigError(
+                        f"model '{name}': resources.{key} = {amount:g} but the Ray cluster has "
+                        f"{total.get(resource, 0.0):g} {resource} in all"
+                    )
+
+    def release(self) -> None:
+        """Stop the private cluster this executor started (a joined cluster keeps running)."""
+        if self._started:
+            import ray
+
+            ray.shutdown()
+            self._started = False
+
+    def describe(self) -> dict[str, Any]:
+        groups = [t for t in self.traces if t.attempts]
+        return {
+            "executor": self.name,
+            "ray_address": self.address,
+            "max_retries": self.max_retries,
+            "groups": len(groups),
+            "retried_groups": sum(len(t.attempts) > 1 for t in groups),
+            "overhead_seconds_per_group": (sum(t.overhead_seconds for t in groups) / len(groups) if groups else 0.0),
+        }
+
+    # -- running ---------------------------------------------------------------------------
+
+    def _task(self):
+        import ray
+
+        if self._remote is None:
+            self._remote = ray.remote(max_retries=0)(run_group_stream)
+        return self._remote
+
+    def run_groups(self, groups: list[ModelGroup], deliver: Deliver) -> list[GroupOutcome]:
+        if not groups:
+            return []
+        self.connect()
+        with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="smoe-ray") as threads:
+            futures = [threads.submit(self._run_one, group, deliver) for group in groups]  # largest first
+            return [f.result() for f in futures]
+
+    def _run_one(self, group: ModelGroup, deliver: Deliver) -> GroupOutcome:
+        import ray
+
+        trace = GroupTrace(group.model)
+        with self._lock:
+            self.traces.append(trace)
+        options = _ray_options(group.spec.resources)
+        outcome = GroupOutcome(group.model)
+        pending = list(group.items)
+        start = time.perf_counter()
+        while True:
+            trace.attempts.append(len(pending))
+            gen = (
+                self._task()
+                .options(**options)
+                .remote(ModelGroup(group.model, group.spec, group.data_dir, pending), self.chunk_size)
+            )
+            delivered: set[str] = set()
+            try:
+                for ref in gen:
+                    kind, payload = ray.get(ref)
+                    if kind == "loaded":
+                        trace.pids.append(payload)
+                    elif kind == "done":
+                        key, completion = payload
+                        deliver(key, completion if isinstance(completion, Completion) else Completion(**completion))
+                        delivered.add(key)
+                    elif kind == "end":
+                        outcome.loads += payload["loads"]
+                        outcome.load_seconds += payload["load"]
+                        outcome.generate_seconds += payload["gen"]
+                        outcome.unload_seconds += payload["unload"]
+                    elif kind == "error":
+                        outcome.error = payload
+                pending = [item for item in pending if item[0] not in delivered]
+                if outcome.error is not None:
+                    outcome.undone = [key for key, _, _ in pending]
+                break
+            except ray.exceptions.RayTaskError as exc:  # our task's own code raised: not a lost worker
+                pending = [item for item in pending if item[0] not in delivered]
+                outcome.error = describe_error(exc)
+                outcome.undone = [key for key, _, _ in pending]
+                break
+            except ray.exceptions.RayError as exc:  # the worker or its node died: retry what is left
+                pending = [item for item in pending if item[0] not in delivered]
+                if not pending:
+                    break
+                if len(trace.attempts) > self.max_retries:
+                    outcome.error = f"worker died {len(trace.attempts)} times (max_retries={self.max_retries}): " + (
+                        f"{type(exc).__name__}"
+                    )
+                    outcome.undone = [key for key, _, _ in pending]
+                    break
+        trace.wall_seconds = time.perf_counter() - start
+        trace.engine_seconds = outcome.load_seconds + outcome.generate_seconds + outcome.unload_seconds
+        return outcome
+
+
+def _ray_options(resources: dict[str, float]) -> dict[str, Any]:
+    """A spec's resources as Ray task options; no resources: one CPU."""
+    options: dict[str, Any] = {"num_cpus": resources.get("num_cpus", 1 if "num_gpus" not in resources else 0)}
+    if "num_gpus" in resources:
+        options["num_gpus"] = resources["num_gpus"]
+    custom = {k: v for k, v in resources.items() if k not in _STANDARD}
+    if custom:
+        options["resources"] = custom
+    return options
