@@ -48,16 +48,18 @@ AGGREGATOR = "QwenR1"
 REASONING = {"LlamaR1", "QwenR1"}  # max_tokens 32768 in the paper, 4096 for the others
 VALIDATION_N = 249
 ROWS = {
-    # name: (method, gpus, prefetch, memory budget GB per GPU or None)
-    "sequential_1": ("sequential", 1, False, None),
-    "batched_1": ("batched", 1, False, None),
-    "batched_4": ("batched", 4, False, None),
-    "moa_1": ("moa", 1, False, None),
-    "moa_4": ("moa", 4, False, None),
-    "batched_1_prefetch": ("batched", 1, True, None),
-    "batched_1_residency": ("batched", 1, False, 48.0),
-    "batched_1_prefetch_residency": ("batched", 1, True, 48.0),
-    "batched_4_prefetch_residency": ("batched", 4, True, 48.0),
+    # name: (method, gpus, prefetch, memory budget GB per GPU or None, split groups)
+    "sequential_1": ("sequential", 1, False, None, False),
+    "batched_1": ("batched", 1, False, None, False),
+    "batched_4": ("batched", 4, False, None, False),
+    "moa_1": ("moa", 1, False, None, False),
+    "moa_4": ("moa", 4, False, None, False),
+    "batched_1_prefetch": ("batched", 1, True, None, False),
+    "batched_1_residency": ("batched", 1, False, 48.0, False),
+    "batched_1_prefetch_residency": ("batched", 1, True, 48.0, False),
+    "batched_4_split": ("batched", 4, False, None, True),
+    "moa_4_split": ("moa", 4, False, None, True),
+    "batched_4_split_prefetch_residency": ("batched", 4, True, 48.0, True),
 }
 
 
@@ -99,7 +101,7 @@ def run_row(row: str, kind: str, a: argparse.Namespace, questions: list, experts
     from symbolic_moe.scheduler import ModelPool, Scheduler
     from symbolic_moe.store import GenerationStore
 
-    method, gpus, prefetch, budget = ROWS[row]
+    method, gpus, prefetch, budget, split = ROWS[row]
     with tempfile.TemporaryDirectory(prefix="smoe-sim-") as tmp:
         store = GenerationStore(Path(tmp) / "generations.sqlite")
         executor = None
@@ -116,6 +118,7 @@ def run_row(row: str, kind: str, a: argparse.Namespace, questions: list, experts
             progress=False,
             prefetch=prefetch,
             memory_budget_gb=budget,
+            split_groups=split,
             executor=executor,
         )
         start = time.perf_counter()
@@ -142,6 +145,7 @@ def run_row(row: str, kind: str, a: argparse.Namespace, questions: list, experts
         "gpus": gpus,
         "prefetch": prefetch,
         "memory_budget_gb": budget,
+        "split_groups": split,
         "executor": a.executor,
         "simulated_seconds": wall * a.time_scale,
         "simulated_seconds_per_question": wall * a.time_scale / n,
@@ -165,6 +169,8 @@ def summary(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out["moa_over_batched"] = ratio("moa_1", "batched_1")
     out["gpu1_over_gpu4"] = ratio("batched_1", "batched_4")
     out["moa1_over_moa4"] = ratio("moa_1", "moa_4")
+    out["gpu1_over_gpu4_split"] = ratio("batched_1", "batched_4_split")
+    out["moa_4_split_over_batched_4_split"] = ratio("moa_4_split", "batched_4_split")
     out["prefetch_gain"] = 1 - s["batched_1_prefetch"] / s["batched_1"] if "batched_1_prefetch" in s else None
     out["residency_gain"] = 1 - s["batched_1_residency"] / s["batched_1"] if "batched_1_residency" in s else None
     best = s.get("batched_1_prefetch_residency")

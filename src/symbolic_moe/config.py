@@ -90,6 +90,7 @@ class SchedulerConfig(_Strict):
     ray_resources: dict[str, float] = Field(default_factory=dict)
     prefetch: bool = False  # load the next group's weights from disk while the current one generates
     memory_budget_gb: float | None = Field(None, gt=0, description="per worker: keep models resident within it")
+    split_groups: bool = False  # fewer groups than workers: split the largest so every worker has one
 
 
 class RunConfig(_Strict):

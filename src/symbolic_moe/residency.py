@@ -74,18 +74,21 @@ class Prefetcher:
 
     def __init__(self) -> None:
         self._threads: dict[int, threading.Thread] = {}
+        self._lock = threading.Lock()
         self.started = 0
 
     def start(self, engine: Any) -> None:
         prefetch = getattr(engine, "prefetch", None)
-        if prefetch is None or getattr(engine, "loaded", False) or id(engine) in self._threads:
-            return
-        thread = threading.Thread(target=prefetch, name="smoe-prefetch", daemon=True)
+        with self._lock:
+            if prefetch is None or getattr(engine, "loaded", False) or id(engine) in self._threads:
+                return
+            thread = threading.Thread(target=prefetch, name="smoe-prefetch", daemon=True)
+            self._threads[id(engine)] = thread
+            self.started += 1
         thread.start()
-        self._threads[id(engine)] = thread
-        self.started += 1
 
     def wait(self, engine: Any) -> None:
-        thread = self._threads.pop(id(engine), None)
+        with self._lock:
+            thread = self._threads.pop(id(engine), None)
         if thread is not None:
             thread.join()

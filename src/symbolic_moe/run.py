@@ -51,6 +51,7 @@ class Run:
             chunk_size=config.scheduler.chunk_size,
             prefetch=config.scheduler.prefetch,
             memory_budget_gb=config.scheduler.memory_budget_gb,
+            split_groups=config.scheduler.split_groups,
             executor=make_executor(config, self.pool),
         )
 

@@ -37,7 +37,7 @@ generated now or read from the store (e.g. made by an earlier process that was k
 
 from __future__ import annotations
 
-import queue
+import collections
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -75,6 +75,7 @@ class ModelGroup:
     spec: ModelSpec
     data_dir: Path | None
     items: list[Item]
+    shard: int = 0  # > 0: a part of a split group, run by an engine of its own (split_groups)
 
     def engine_options(self) -> dict[str, Any]:
         """The options to build this model's engine with (the pool adds `data_dir`)."""
@@ -102,6 +103,22 @@ class Executor(Protocol):
     def run_groups(self, groups: list[ModelGroup], deliver: Deliver) -> list[GroupOutcome]: ...
 
 
+def split_groups(groups: list[ModelGroup], workers: int, min_items: int = 8) -> list[ModelGroup]:
+    """Beyond the paper: while there are fewer groups than workers (devices), halve the largest
+    group, so idle devices share it (each part loads the model once more). Largest first."""
+    groups = list(groups)
+    while len(groups) < workers:
+        largest = max(groups, key=lambda g: len(g.items))
+        if len(largest.items) < 2 * min_items:
+            break
+        groups.remove(largest)
+        half = len(largest.items) // 2
+        shards = 1 + max((g.shard for g in groups if g.model == largest.model), default=largest.shard)
+        groups.append(ModelGroup(largest.model, largest.spec, largest.data_dir, largest.items[:half], largest.shard))
+        groups.append(ModelGroup(largest.model, largest.spec, largest.data_dir, largest.items[half:], shards))
+    return sorted(groups, key=lambda g: -len(g.items))
+
+
 def describe_error(exc: BaseException) -> str:
     """One line for results.json: our own errors as they are, others with their type."""
     text = str(exc).strip().replace("\n", " ") or type(exc).__name__
@@ -121,7 +138,7 @@ def execute_group(
     error: str | None = None
     try:
         if slot is not None:
-            slot.acquire(group.model, engine, footprint(engine, group.spec.memory_gb))
+            slot.acquire(f"{group.model}#{group.shard}", engine, footprint(engine, group.spec.memory_gb))
         else:
             engine.load()
         by_settings: dict[GenerationSettings, list[tuple[str, ChatRequest]]] = defaultdict(list)
@@ -149,10 +166,10 @@ def execute_group(
     finally:
         try:
             if slot is not None and error is None:
-                slot.release(group.model)
+                slot.release(f"{group.model}#{group.shard}")
             else:
                 if slot is not None:
-                    slot.forget(group.model)
+                    slot.forget(f"{group.model}#{group.shard}")
                 engine.unload()
         except Exception as exc:  # pragma: no cover - a failed unload after the work is done
             error = error or f"unload failed: {describe_error(exc)}"
@@ -192,13 +209,15 @@ class ModelPool:
     def group(self, name: str, items: list[Item]) -> ModelGroup:
         return ModelGroup(name, self.specs[name], self.data_dir, items)
 
-    def engine(self, name: str) -> Engine:
+    def engine(self, name: str, shard: int = 0) -> Engine:
+        """The engine of model `name` (another instance for each shard of a split group)."""
+        key = name if shard == 0 else f"{name}#shard{shard}"
         with self._lock:
-            if name not in self._engines:
+            if key not in self._engines:
                 spec = self.specs[name]
                 options = self.group(name, []).engine_options()
-                self._engines[name] = create_engine(spec.engine, spec.model, options)
-            return self._engines[name]
+                self._engines[key] = create_engine(spec.engine, spec.model, options)
+            return self._engines[key]
 
     def settings(self, name: str) -> GenerationSettings:
         return self.specs[name].settings
@@ -233,28 +252,35 @@ class LocalExecutor:
 
     def run_groups(self, groups: list[ModelGroup], deliver: Deliver) -> list[GroupOutcome]:
         guarded = _guarded(deliver)
-        pending: queue.SimpleQueue = queue.SimpleQueue()
-        for index, group in enumerate(groups):
-            pending.put((index, group))
+        pending = collections.deque(enumerate(groups))
+        taking = threading.Lock()
         outcomes: list[GroupOutcome | None] = [None] * len(groups)
         errors: list[BaseException] = []
 
+        def take(peek: bool = False) -> tuple[int, ModelGroup] | None:
+            with taking:
+                if not pending:
+                    return None
+                return pending[0] if peek else pending.popleft()
+
         def worker(number: int) -> None:
             slot = self._slot(number) if (self.memory_budget_gb or self.prefetch) else None
-            current = _take(pending)
+            current = take()
             while current is not None and not errors:
-                upcoming = _take(pending) if self.prefetch else None
+                # Prefetch the next group's weights without claiming it: whichever worker takes
+                # it finds them read (claiming it here would keep it from an idle worker).
+                upcoming = take(peek=True) if self.prefetch else None
                 if upcoming is not None:
-                    self.prefetcher.start(self.pool.engine(upcoming[1].model))
+                    self.prefetcher.start(self.pool.engine(upcoming[1].model, upcoming[1].shard))
                 index, group = current
-                engine = self.pool.engine(group.model)
+                engine = self.pool.engine(group.model, group.shard)
                 try:
                     self.prefetcher.wait(engine)
                     outcomes[index] = execute_group(engine, group, guarded, self.chunk_size, slot)
                 except BaseException as exc:  # not the model's (e.g. the store): stop, re-raise below
                     errors.append(exc)
                     return
-                current = upcoming if upcoming is not None else _take(pending)
+                current = take()
 
         count = max(1, min(self.workers, len(groups)))
         if count == 1:
@@ -290,13 +316,6 @@ class LocalExecutor:
             "resident_reuses": sum(s.reuses for s in self.slots),
             "evictions": sum(s.evictions for s in self.slots),
         }
-
-
-def _take(pending: queue.SimpleQueue):
-    try:
-        return pending.get_nowait()
-    except queue.Empty:
-        return None
 
 
 @dataclass
@@ -348,6 +367,7 @@ class Scheduler:
     progress: bool = True
     prefetch: bool = False
     memory_budget_gb: float | None = None
+    split_groups: bool = False  # split the largest groups while fewer groups than workers
     executor: Executor | None = None  # default: LocalExecutor(pool, workers, chunk_size, ...)
     usage: dict[str, ModelUsage] = field(default_factory=lambda: defaultdict(ModelUsage))
     plans: list[dict[str, Any]] = field(default_factory=list)
@@ -425,7 +445,8 @@ class Scheduler:
             for key, job in todo.items():
                 groups[job.model].append((key, job))
             ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
-            return [[self.pool.group(model, self._items(items)) for model, items in ordered]]
+            planned = [self.pool.group(model, self._items(items)) for model, items in ordered]
+            return [split_groups(planned, self.workers) if self.split_groups else planned]
         by_question: dict[str | None, dict[str, list[tuple[str, Job]]]] = defaultdict(lambda: defaultdict(list))
         for key, job in todo.items():
             by_question[job.request.question_id][job.model].append((key, job))

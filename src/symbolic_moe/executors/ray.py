@@ -20,6 +20,7 @@ one through Ray Client. Every node must have symbolic-moe installed (and the eng
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections import defaultdict
@@ -96,6 +97,7 @@ class RayExecutor:
         self._started = False
         self._lock = threading.Lock()
         self._remote: Any = None
+        self._warm = False
 
     # -- cluster ---------------------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class RayExecutor:
 
         if ray.is_initialized():
             return
+        _reachable(self.address)
         try:
             if self.address == "local":
                 ray.init(
@@ -124,6 +127,18 @@ class RayExecutor:
                 f"scheduler.ray_address = '{self.address}': cannot start or reach a Ray cluster "
                 f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
             ) from None
+
+    def warm(self) -> None:
+        """Start worker processes (importing the engines) before the first group, so that start-up
+        is paid once with the cluster, not by the groups: one per CPU of the cluster, at most 8."""
+        import ray
+
+        if self._warm:
+            return
+        count = int(min(max(ray.cluster_resources().get("CPU", 1), 1), 8))
+        task = ray.remote(num_cpus=1, max_retries=0)(_warm_worker)
+        ray.get([task.remote(0.5) for _ in range(count)])
+        self._warm = True
 
     def check(self, specs: dict[str, Any]) -> None:
         """Every model's resources exist in the cluster and fit one node's... the cluster's total."""
@@ -179,6 +194,7 @@ class RayExecutor:
         if not groups:
             return []
         self.connect()
+        self.warm()
         with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="smoe-ray") as threads:
             futures = [threads.submit(self._run_one, group, deliver) for group in groups]  # largest first
             return [f.result() for f in futures]
@@ -239,6 +255,27 @@ class RayExecutor:
         trace.wall_seconds = time.perf_counter() - start
         trace.engine_seconds = outcome.load_seconds + outcome.generate_seconds + outcome.unload_seconds
         return outcome
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """host:port addresses (plain or ray://) must accept a connection within `timeout` seconds;
+    Ray itself would keep retrying for minutes."""
+    if address in ("local", "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"scheduler.ray_address = '{address}': expected local, auto, host:port or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConfigError(f"scheduler.ray_address = '{address}': no Ray cluster answers there ({exc})") from None
+
+
+def _warm_worker(seconds: float) -> int:
+    from .. import engines, scheduler  # noqa: F401  (the imports a group needs)
+
+    time.sleep(seconds)  # held long enough that each warm-up task gets a worker of its own
+    return os.getpid()
 
 
 def _ray_options(resources: dict[str, float]) -> dict[str, Any]:
