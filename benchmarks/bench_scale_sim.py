@@ -196,7 +196,7 @@ def main() -> None:
     questions = load_split("benchmarks/gpqa", "test", default_data_dir())[: a.questions]
     rows_wanted = list(ROWS) if a.rows == "all" else a.rows.split(",")
     result: dict[str, Any] = {
-        "SIMULATED": "every time below is simulated (cost table a6000_vllm x the real scheduler), not measured on a GPU",
+        "SIMULATED": "all times below are simulated (cost table a6000_vllm x the real scheduler), not GPU measurements",
         "command": "python benchmarks/bench_scale_sim.py " + " ".join(sys.argv[1:]),
         "machine": machine(),
         "setup": {"questions": len(questions), "k": 3, "aggregator": AGGREGATOR, "time_scale": a.time_scale},

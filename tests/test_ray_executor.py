@@ -156,6 +156,9 @@ def test_bad_resources_rejected_before_generation(cluster) -> None:
         executor.check({"big": ModelSpec(engine="simulated", model="big", resources={"sim_gpu": 4})})
     with pytest.raises(ConfigError, match=r"resources.tpu: the Ray cluster has no resource 'tpu'"):
         executor.check({"odd": ModelSpec(engine="simulated", model="odd", resources={"tpu": 1})})
+    tp2 = ModelSpec(engine="vllm", model="m", options={"tensor_parallel_size": 2}, resources={"num_gpus": 1})
+    with pytest.raises(ConfigError, match=r"num_gpus = 1 is less than its options.tensor_parallel_size = 2"):
+        executor.check({"tp": tp2})
 
 
 def test_unreachable_address_is_one_clear_error(tmp_path: Path) -> None:

@@ -69,7 +69,9 @@ def load_cost_table(name_or_path: str) -> dict[str, Any]:
         else:
             text = resources.files("symbolic_moe.sim").joinpath(f"{name_or_path}.toml").read_text(encoding="utf-8")
     except (FileNotFoundError, ModuleNotFoundError):
-        raise ConfigError(f"simulated engine: cost table '{name_or_path}' not found (a packaged name or a .toml path)")
+        raise ConfigError(
+            f"simulated engine: cost table '{name_or_path}' not found (a packaged name or a .toml path)"
+        ) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -147,14 +147,21 @@ class RayExecutor:
         self.connect()
         total = ray.cluster_resources()
         for name, spec in specs.items():
-            for key, amount in spec.resources.items():
+            tp = int(spec.options.get("tensor_parallel_size") or 1) if spec.engine == "vllm" else 0
+            if tp and spec.resources.get("num_gpus", tp) < tp:
+                raise ConfigError(
+                    f"model '{name}': resources.num_gpus = {spec.resources['num_gpus']:g} is less than its "
+                    f"options.tensor_parallel_size = {tp} (vLLM needs one GPU per tensor-parallel rank)"
+                )
+            for key, amount in group_resources(spec).items():
                 resource = _STANDARD.get(key, key)
                 if resource in ("CPU", "GPU") and key not in _STANDARD:
                     raise ConfigError(f"model '{name}': resources.{key}: write num_cpus / num_gpus")
                 if resource not in total and amount > 0:
                     known = ", ".join(sorted(k for k in total if not k.startswith("node:") and "memory" not in k))
                     raise ConfigError(
-                        f"model '{name}': resources.{key}: the Ray cluster has no resource '{resource}' (it has: {known})"
+                        f"model '{name}': resources.{key}: the Ray cluster has no resource '{resource}' "
+                        f"(it has: {known})"
                     )
                 if amount > total.get(resource, 0.0):
                     raise ConfigError(
@@ -205,7 +212,7 @@ class RayExecutor:
         trace = GroupTrace(group.model)
         with self._lock:
             self.traces.append(trace)
-        options = _ray_options(group.spec.resources)
+        options = _ray_options(group_resources(group.spec))
         outcome = GroupOutcome(group.model)
         pending = list(group.items)
         start = time.perf_counter()
@@ -276,6 +283,14 @@ def _warm_worker(seconds: float) -> int:
 
     time.sleep(seconds)  # held long enough that each warm-up task gets a worker of its own
     return os.getpid()
+
+
+def group_resources(spec: Any) -> dict[str, float]:
+    """The spec's resources; a vLLM model without them asks for one GPU per tensor-parallel rank."""
+    resources = dict(spec.resources)
+    if spec.engine == "vllm" and "num_gpus" not in resources:
+        resources["num_gpus"] = float(spec.options.get("tensor_parallel_size") or 1)
+    return resources
 
 
 def _ray_options(resources: dict[str, float]) -> dict[str, Any]:
