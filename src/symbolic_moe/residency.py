@@ -83,9 +83,9 @@ class Prefetcher:
             if prefetch is None or getattr(engine, "loaded", False) or id(engine) in self._threads:
                 return
             thread = threading.Thread(target=prefetch, name="smoe-prefetch", daemon=True)
+            thread.start()  # under the lock: a waiter must never find it registered but not started
             self._threads[id(engine)] = thread
             self.started += 1
-        thread.start()
 
     def wait(self, engine: Any) -> None:
         with self._lock:

@@ -19,6 +19,8 @@ one through Ray Client. Every node must have symbolic-moe installed (and the eng
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
 import socket
 import threading
@@ -36,13 +38,29 @@ from ..types import Completion, GenerationSettings
 _STANDARD = {"num_cpus": "CPU", "num_gpus": "GPU"}
 
 
-def run_group_stream(group: ModelGroup, chunk_size: int) -> Iterator[tuple[str, Any]]:
-    """On the worker: build, load, generate (yield each completion), unload. Events:
-    ("loaded", pid), ("done", (key, completion)), ("end", engine seconds), ("error", text)."""
+# Per worker process: engines built once and reused (unloaded) by later groups of the same model.
+_ENGINES: dict[str, Any] = {}
+
+
+def _worker_engine(group: ModelGroup) -> Any:
     from ..engines import create_engine
 
-    engine = create_engine(group.spec.engine, group.spec.model, group.engine_options())
+    key = json.dumps([group.spec.engine, group.spec.model, group.engine_options()], sort_keys=True, default=str)
+    if key not in _ENGINES:
+        _ENGINES[key] = create_engine(group.spec.engine, group.spec.model, group.engine_options())
+    return _ENGINES[key]
+
+
+def run_group_stream(group: ModelGroup, chunk_size: int) -> Iterator[tuple[str, Any]]:
+    """On the worker: build (or reuse) the engine, load, generate (yield each completion), unload.
+    Events: ("loaded", pid), ("done", (key, completion)), ("end", engine seconds and the task's
+    start time), ("error", text)."""
+    started = time.time()
+    engine = None
     try:
+        engine = _worker_engine(group)
+        s = engine.stats
+        before = (s.loads, s.load_seconds, s.generate_seconds, s.unload_seconds)
         engine.load()
         yield "loaded", os.getpid()
         by_settings: dict[GenerationSettings, list] = defaultdict(list)
@@ -57,9 +75,11 @@ def run_group_stream(group: ModelGroup, chunk_size: int) -> Iterator[tuple[str, 
         yield "error", describe_error(exc)
         return
     finally:
-        engine.unload()
-    s = engine.stats
-    yield "end", {"loads": s.loads, "load": s.load_seconds, "gen": s.generate_seconds, "unload": s.unload_seconds}
+        if engine is not None:
+            engine.unload()
+    after = (s.loads, s.load_seconds, s.generate_seconds, s.unload_seconds)
+    loads, load, gen, unload = (a - b for a, b in zip(after, before, strict=True))
+    yield "end", {"loads": loads, "load": load, "gen": gen, "unload": unload, "started": started}
 
 
 @dataclass
@@ -69,12 +89,15 @@ class GroupTrace:
     model: str
     attempts: list[int] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
-    wall_seconds: float = 0.0
-    engine_seconds: float = 0.0
+    wall_seconds: float = 0.0  # submission to the last event, waiting for resources included
+    task_seconds: float = 0.0  # the task's start on its worker to the driver holding its last event
+    engine_seconds: float = 0.0  # the engine's own load + generate + unload
 
     @property
     def overhead_seconds(self) -> float:
-        return max(self.wall_seconds - self.engine_seconds, 0.0)
+        """What Ray added to the group: building the engine on the worker, shipping every
+        completion to the driver, and the task's end (not the wait for a free resource)."""
+        return max(self.task_seconds - self.engine_seconds, 0.0)
 
 
 class RayExecutor:
@@ -128,7 +151,7 @@ class RayExecutor:
                 f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
             ) from None
 
-    def warm(self) -> None:
+    def warm(self, kinds: set[str] = frozenset()) -> None:
         """Start worker processes (importing the engines) before the first group, so that start-up
         is paid once with the cluster, not by the groups: one per CPU of the cluster, at most 8."""
         import ray
@@ -137,7 +160,7 @@ class RayExecutor:
             return
         count = int(min(max(ray.cluster_resources().get("CPU", 1), 1), 8))
         task = ray.remote(num_cpus=1, max_retries=0)(_warm_worker)
-        ray.get([task.remote(0.5) for _ in range(count)])
+        ray.get([task.remote(0.5, sorted(kinds)) for _ in range(count)])
         self._warm = True
 
     def check(self, specs: dict[str, Any]) -> None:
@@ -201,7 +224,7 @@ class RayExecutor:
         if not groups:
             return []
         self.connect()
-        self.warm()
+        self.warm({g.spec.engine for g in groups})
         with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="smoe-ray") as threads:
             futures = [threads.submit(self._run_one, group, deliver) for group in groups]  # largest first
             return [f.result() for f in futures]
@@ -238,6 +261,7 @@ class RayExecutor:
                         outcome.load_seconds += payload["load"]
                         outcome.generate_seconds += payload["gen"]
                         outcome.unload_seconds += payload["unload"]
+                        trace.task_seconds += time.time() - payload["started"]
                     elif kind == "error":
                         outcome.error = payload
                 pending = [item for item in pending if item[0] not in delivered]
@@ -278,8 +302,17 @@ def _reachable(address: str, timeout: float = 5.0) -> None:
         raise ConfigError(f"scheduler.ray_address = '{address}': no Ray cluster answers there ({exc})") from None
 
 
-def _warm_worker(seconds: float) -> int:
-    from .. import engines, scheduler  # noqa: F401  (the imports a group needs)
+# Backends worth importing ahead (about a second each); vllm and torch stay lazy (GPU set-up).
+_WARM_BACKENDS = {"llama_cpp": "llama_cpp"}
+
+
+def _warm_worker(seconds: float, kinds: list[str]) -> int:
+    from ..engines import engine_class
+
+    for kind in kinds:  # import the engine modules (and light backends) once per worker process
+        engine_class(kind)
+        if kind in _WARM_BACKENDS:
+            importlib.import_module(_WARM_BACKENDS[kind])
 
     time.sleep(seconds)  # held long enough that each warm-up task gets a worker of its own
     return os.getpid()
