@@ -188,3 +188,17 @@ def _rows(path: Path) -> int:
 
     with sqlite3.connect(path) as db:
         return db.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+
+
+@pytest.mark.server
+def test_openai_engine_under_ray(cluster, llama_server: str, tmp_path: Path) -> None:
+    """A remote server needs no local GPU: the openai engine runs in a Ray worker like any other."""
+    settings = GenerationSettings(temperature=0.0, max_tokens=12)
+    specs = {"srv": ModelSpec(engine="openai", model="smollm2", settings=settings, options={"base_url": llama_server})}
+    jobs = jobs_for(["srv"], 3)
+    local = scheduler(specs, GenerationStore(tmp_path / "local.sqlite")).run(jobs)
+    executor = RayExecutor(chunk_size=64)
+    remote = scheduler(specs, GenerationStore(tmp_path / "ray.sqlite"), executor).run(jobs)
+    assert all(c.text for c in remote)
+    assert [c.text for c in remote] == [c.text for c in local]
+    assert executor.traces[0].pids and executor.traces[0].pids[0] != os.getpid()
