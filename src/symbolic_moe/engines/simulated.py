@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -66,6 +67,18 @@ def cost_profile(model: str, opts: SimulatedOptions) -> CostProfile:
         raise ConfigError(f"simulated model '{model}': {format_validation(exc, 'costs.')}") from None
 
 
+# Simulated seconds charged per thread (a worker thread stands for one device): the busiest
+# thread of a scheduler call is that call's exact simulated makespan (bench_scale_sim.py).
+CHARGES: dict[int, float] = {}
+_CHARGES_LOCK = threading.Lock()
+
+
+def _charge(seconds: float) -> None:
+    with _CHARGES_LOCK:
+        key = threading.get_ident()
+        CHARGES[key] = CHARGES.get(key, 0.0) + seconds
+
+
 @dataclass
 class SimulatedEngine(TimedEngine):
     Options = SimulatedOptions
@@ -96,6 +109,8 @@ class SimulatedEngine(TimedEngine):
 
     def _sleep(self, seconds: float, kind: str) -> None:
         self.simulated[kind] += seconds
+        if kind != "prefetch":  # prefetch runs beside the device's work, on a thread of its own
+            _charge(seconds)
         time.sleep(seconds / self.settings_.time_scale)
 
     def prefetch(self) -> None:
@@ -135,6 +150,7 @@ class SimulatedEngine(TimedEngine):
                 yield index, answers[index].model_copy(update={"seconds": finish[index]})
         finally:
             self.simulated["generate"] += charged  # the cost model's time, not the (noisier) wall
+            _charge(charged)
 
     def _answer(self, request: ChatRequest, settings: GenerationSettings) -> Completion:
         prompt_tokens = max(1, len(request.prompt_text) // 4)  # ~4 characters per token (English)
