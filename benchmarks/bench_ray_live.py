@@ -45,6 +45,7 @@ MODES = {
 
 def sets_for(mode: str, a: argparse.Namespace) -> list[str]:
     executor, workers, threads, cpus = MODES[mode]
+    threads = min(threads, a.max_threads)
     pool = tomllib.loads((ROOT / a.config).read_text())["pool"]
     sets = [
         f"benchmark.limit={a.limit}",
@@ -114,6 +115,12 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--modes", default="local_1,local_2,ray_1,ray_2")
     p.add_argument("--name", default="ray_live")
+    p.add_argument(
+        "--max-threads",
+        type=int,
+        default=2,
+        help="cap llama.cpp threads per model (1 on a machine busy with other work: 2 threads then stall each other)",
+    )
     p.add_argument("--work", default="/tmp/smoe-bench-ray-live")
     a = p.parse_args()
     rows: dict[str, dict[str, Any]] = {}

@@ -22,7 +22,9 @@ loads, and, when the group failed for good, the error text and the keys left und
 raises for a model's failure: the run goes on without that model (fault isolation).
 `execute_group(engine, group, deliver)` runs one group on one engine (load, `generate_each`,
 unload) and builds its outcome; `LocalExecutor(pool, workers)` runs groups on threads of this
-process with the pool's engines (today's behaviour). A distributed executor builds the engine
+process with the pool's engines (today's behaviour), optionally with prefetch and residency
+(residency.py); `split_groups` halves the largest groups while workers would idle.
+`executors/ray.py` is the Ray executor. A distributed executor builds the engine
 from `group.spec` with `create_engine` wherever it runs the group and calls `execute_group` there.
 
 Faults: a model whose group fails is recorded in `Scheduler.failures` (error, keys, questions)
