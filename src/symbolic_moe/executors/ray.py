@@ -22,18 +22,18 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import queue
 import socket
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..scheduler import Deliver, GroupOutcome, ModelGroup, describe_error
-from ..types import Completion, GenerationSettings
+from ..scheduler import Deliver, GroupOutcome, ModelGroup, describe_error, execute_group
+from ..types import Completion
 
 _STANDARD = {"num_cpus": "CPU", "num_gpus": "GPU"}
 
@@ -52,34 +52,27 @@ def _worker_engine(group: ModelGroup) -> Any:
 
 
 def run_group_stream(group: ModelGroup, chunk_size: int) -> Iterator[tuple[str, Any]]:
-    """On the worker: build (or reuse) the engine, load, generate (yield each completion), unload.
-    Events: ("loaded", pid), ("done", (key, completion)), ("end", engine seconds and the task's
-    start time), ("error", text)."""
+    """On the worker: the scheduler's own `execute_group` (load once, generate, unload) on a thread,
+    its deliveries yielded to the driver as they come. Events: ("started", pid), ("done", (key,
+    completion)), ("outcome", (GroupOutcome, task start time)), ("error", text: the engine could
+    not even be built)."""
     started = time.time()
-    engine = None
-    try:
-        engine = _worker_engine(group)
-        s = engine.stats
-        before = (s.loads, s.load_seconds, s.generate_seconds, s.unload_seconds)
-        engine.load()
-        yield "loaded", os.getpid()
-        by_settings: dict[GenerationSettings, list] = defaultdict(list)
-        for key, request, settings in group.items:
-            by_settings[settings].append((key, request))
-        for settings, same in by_settings.items():
-            for start in range(0, len(same), chunk_size):
-                chunk = same[start : start + chunk_size]
-                for index, completion in engine.generate_each([r for _, r in chunk], settings):
-                    yield "done", (chunk[index][0], completion)
-    except Exception as exc:  # the model failed: report it, the driver isolates the model
-        yield "error", describe_error(exc)
-        return
-    finally:
-        if engine is not None:
-            engine.unload()
-    after = (s.loads, s.load_seconds, s.generate_seconds, s.unload_seconds)
-    loads, load, gen, unload = (a - b for a, b in zip(after, before, strict=True))
-    yield "end", {"loads": loads, "load": load, "gen": gen, "unload": unload, "started": started}
+    events: queue.Queue = queue.Queue()
+
+    def work() -> None:
+        try:
+            engine = _worker_engine(group)
+            outcome = execute_group(engine, group, lambda k, c: events.put(("done", (k, c))), chunk_size)
+            events.put(("outcome", (outcome, started)))
+        except Exception as exc:  # e.g. bad options on this node: the model fails, not the run
+            events.put(("error", describe_error(exc)))
+        finally:
+            events.put(None)
+
+    yield "started", os.getpid()
+    threading.Thread(target=work, name="smoe-group", daemon=True).start()
+    while (event := events.get()) is not None:
+        yield event
 
 
 @dataclass
@@ -250,18 +243,20 @@ class RayExecutor:
             try:
                 for ref in gen:
                     kind, payload = ray.get(ref)
-                    if kind == "loaded":
+                    if kind == "started":
                         trace.pids.append(payload)
                     elif kind == "done":
                         key, completion = payload
                         deliver(key, completion if isinstance(completion, Completion) else Completion(**completion))
                         delivered.add(key)
-                    elif kind == "end":
-                        outcome.loads += payload["loads"]
-                        outcome.load_seconds += payload["load"]
-                        outcome.generate_seconds += payload["gen"]
-                        outcome.unload_seconds += payload["unload"]
-                        trace.task_seconds += time.time() - payload["started"]
+                    elif kind == "outcome":
+                        done, started = payload
+                        outcome.loads += done.loads
+                        outcome.load_seconds += done.load_seconds
+                        outcome.generate_seconds += done.generate_seconds
+                        outcome.unload_seconds += done.unload_seconds
+                        outcome.error = done.error
+                        trace.task_seconds += time.time() - started
                     elif kind == "error":
                         outcome.error = payload
                 pending = [item for item in pending if item[0] not in delivered]
