@@ -8,7 +8,7 @@ rate. Target: the faulty run finishes in one invocation with the same accuracy a
 the same stored answers (0 finished answers lost), the broken model isolated (exit status 3,
 "partial", listed in results.json) and no other model failed.
 
-    python benchmarks/bench_fault_soak.py --limit 6 --validation-limit 8 --max-tokens 32
+    python benchmarks/bench_fault_soak.py --limit 4 --validation-limit 4 --max-tokens 24
 """
 
 from __future__ import annotations
@@ -67,7 +67,8 @@ def write_config(path: Path, url: str, a: argparse.Namespace) -> None:
     raw["pool"] = pool
     raw["benchmark"].update({"limit": a.limit, "validation_limit": a.validation_limit})
     raw["keywords"]["max_tokens"] = 16
-    raw["scheduler"] = {"mode": "batched", "progress": False}
+    # Two model groups at once: the server answers each model on its own thread (speed-only).
+    raw["scheduler"] = {"mode": "batched", "workers": 2, "progress": False}
     lines = [f"{k} = {toml_value(v)}" for k, v in raw.items() if not isinstance(v, dict)]
     for key, table in raw.items():
         if isinstance(table, dict) and key != "pool":
@@ -112,11 +113,11 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--limit", type=int, default=6, help="test questions")
-    p.add_argument("--validation-limit", type=int, default=8)
-    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument("--limit", type=int, default=4, help="test questions")
+    p.add_argument("--validation-limit", type=int, default=4)
+    p.add_argument("--max-tokens", type=int, default=24)
     p.add_argument("--fault-rate", type=float, default=0.3)
-    p.add_argument("--timeout", type=float, default=30.0, help="client timeout; a hang lasts 1 s longer")
+    p.add_argument("--timeout", type=float, default=45.0, help="client timeout; a hang lasts 1 s longer")
     p.add_argument("--max-retries", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="fault_soak.json")
@@ -156,6 +157,7 @@ def main() -> None:
             "answers_re_requested_after_delivery": faulty["server"].get("re_requested_after_answer", 0),
             "partial_exit_code_3": faulty["exit_code"] == 3,
             "only_broken_model_isolated": f["failed_models"] == ["broken"],
+            "clean_run_only_broken_failed": c["failed_models"] == ["broken"],
         },
     }
     if faulty["exit_code"] not in (0, 3):

@@ -81,7 +81,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait()
 
 
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path, limit: float = 90.0) -> None:
+def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log_path: Path, limit: float = 300.0) -> None:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -134,3 +134,32 @@ def test_finished_answers_of_a_batch_survive_a_failing_request(tmp_path: Path) -
     assert failure.question_ids == {"q-bad"} and "HTTP 400" in failure.error
     report = scheduler.report()
     assert report["failed"][0]["generations_missing"] == 1
+
+
+@pytest.mark.slow  # every method over a local HTTP server: about a minute on a loaded machine
+def test_every_method_copes_with_a_missing_expert(tmp_path: Path, switchable) -> None:
+    """Each method runs with one pool model failing for good: its answers count as unparseable,
+    later rounds (discussion, aggregation, refinement) get no text for them, nothing crashes."""
+    from symbolic_moe.methods import METHODS
+
+    server, _ = switchable  # always 500
+    answering = FaultServer(lambda call, body: (200, chat_reply("Reasoning... The answer is (C)"), 0.0))
+    try:
+        config = write_config(tmp_path, server.url)
+        text = config.read_text()
+        for name in ("good", "weak"):  # LLMs instead of recordings: every method can use them
+            text = text.replace(f'[pool.{name}]\nengine = "replay"', f'[pool.{name}]\nengine = "openai"')
+            text = text.replace(
+                f'model = "{tmp_path / name}.jsonl"', f'model = "{name}"\noptions = {{ base_url = "{answering.url}" }}'
+            )
+        config.write_text(text.replace('method = "majority"', 'method = "llm"\nmodel = "good"'))
+        names = sorted(name for name in METHODS if name != "etr")
+        result = CliRunner().invoke(app, ["compare", str(config), "--methods", ",".join(names)])
+    finally:
+        answering.close()
+    assert result.exit_code == EXIT_PARTIAL, result.output
+    results = json.loads((tmp_path / "run/results.json").read_text())
+    assert [f["model"] for f in results["failed"]] == ["remote"]
+    assert set(results["methods"]) == set(names)
+    for name, method in results["methods"].items():
+        assert method["n"] == 6, name

@@ -119,7 +119,9 @@ def infer(
     run = open_run(config, set_, out, data_dir)
     seed = run.config.seed if seed is None else seed
     run.expert_outputs(run.recruitment(seed), seed)
-    console.print(json.dumps(run.scheduler.report()["totals"]))
+    report = run.scheduler.report()
+    console.print(json.dumps(report["totals"]))
+    exit_if_partial({"status": "partial" if report["failed"] else "complete"})
 
 
 @app.command()

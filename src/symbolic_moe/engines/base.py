@@ -110,9 +110,11 @@ def file_identity(path: Path) -> dict[str, Any]:
 
 @dataclass
 class TimedEngine:
-    """Base class with the bookkeeping: subclasses set `Options` and `output_options` and
-    implement `_load`, `_generate` (or `_generate_each`) and `_unload`. `opts` holds the
-    validated options."""
+    """Base class with the bookkeeping: subclasses set `Options` (an EngineOptions subclass) and
+    `output_options` and implement `_load`, `_generate` (or `_generate_each`) and `_unload`.
+    `opts` holds the validated options; a subclass with its own `__post_init__` calls
+    `super().__post_init__()` first. Override `model_identity()` when the model reference
+    names a file (return `{"file": file_identity(path)}`)."""
 
     Options: ClassVar[type[EngineOptions]] = EngineOptions
     output_options: ClassVar[frozenset[str]] = frozenset()

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..scheduler import Deliver, GroupOutcome, ModelGroup, describe_error, execute_group
+from ..executor import Deliver, GroupOutcome, ModelGroup, describe_error, execute_group
 from ..types import Completion
 
 _STANDARD = {"num_cpus": "CPU", "num_gpus": "GPU"}
