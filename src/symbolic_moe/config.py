@@ -31,6 +31,11 @@ class ModelSpec(_Strict):
     # Engine-specific options: n_ctx, n_threads, batch_size (llama_cpp); base_url, api_key_env,
     # concurrency, timeout (openai); ...
     options: dict[str, Any] = Field(default_factory=dict)
+    # What one group of this model needs on a Ray worker: num_gpus, num_cpus, or a custom resource
+    # of the cluster (e.g. {num_gpus = 1}, {num_cpus = 2}, {sim_gpu = 1}). Local runs ignore it.
+    resources: dict[str, float] = Field(default_factory=dict)
+    # Device memory the loaded model takes (residency budget); engines that know it override it.
+    memory_gb: float | None = Field(None, ge=0)
 
 
 class BenchmarkConfig(_Strict):
@@ -97,6 +102,17 @@ class SchedulerConfig(_Strict):
     mode: Literal["batched", "sequential"] = "batched"
     workers: int = Field(1, ge=1)
     progress: bool = True
+    chunk_size: int = Field(16, ge=1, description="requests handed to an engine at once")
+    executor: Literal["local", "ray"] = "local"
+    # "local": start a private Ray cluster on 127.0.0.1; "auto" or "ray://host:port": join one
+    ray_address: str = "local"
+    max_retries: int = Field(2, ge=0, description="re-runs of a model group whose worker died")
+    # Only for ray_address = "local" (the private cluster): its CPUs and custom resources
+    ray_num_cpus: int | None = Field(None, ge=1)
+    ray_resources: dict[str, float] = Field(default_factory=dict)
+    prefetch: bool = False  # load the next group's weights from disk while the current one generates
+    memory_budget_gb: float | None = Field(None, gt=0, description="per worker: keep models resident within it")
+    split_groups: bool = False  # fewer groups than workers: split the largest so every worker has one
 
 
 class RunConfig(_Strict):

@@ -17,6 +17,7 @@ from typing import Any
 
 from .config import RunConfig, resolve_data_dir
 from .data import load_split
+from .executors import make_executor
 from .inference.experts import Seeds, run_experts
 from .inference.keyword_mapping import KeywordEmbedder, map_keywords
 from .inference.recruit import Recruitment, recruit
@@ -47,6 +48,11 @@ class Run:
             mode=config.scheduler.mode,
             workers=config.scheduler.workers,
             progress=config.scheduler.progress,
+            chunk_size=config.scheduler.chunk_size,
+            prefetch=config.scheduler.prefetch,
+            memory_budget_gb=config.scheduler.memory_budget_gb,
+            split_groups=config.scheduler.split_groups,
+            executor=make_executor(config, self.pool),
         )
 
     # -- data -----------------------------------------------------------------------------
@@ -74,6 +80,9 @@ class Run:
         self.config.check_references()
         _ = self.validation, self.test
         self.scheduler.identities()
+        check = getattr(self.scheduler.executor, "check", None)
+        if check is not None:  # Ray: the cluster is reachable and holds every model's resources
+            check(self.config.all_models)
 
     def split(self, name: str) -> list[Question]:
         return self.validation if name == "validation" else self.test

@@ -44,6 +44,7 @@ from .executor import (
     ModelGroup,
     describe_error,
     execute_group,
+    split_groups,
 )
 from .store import GenerationStore, generation_key
 from .types import ChatRequest, Completion, GenerationSettings
@@ -59,6 +60,7 @@ __all__ = [
     "Scheduler",
     "describe_error",
     "execute_group",
+    "split_groups",
 ]
 
 
@@ -83,13 +85,15 @@ class ModelPool:
     def group(self, name: str, items: list[Item]) -> ModelGroup:
         return ModelGroup(name, self.specs[name], self.data_dir, items)
 
-    def engine(self, name: str) -> Engine:
+    def engine(self, name: str, shard: int = 0) -> Engine:
+        """The engine of model `name` (another instance for each shard of a split group)."""
+        key = name if shard == 0 else f"{name}#shard{shard}"
         with self._lock:
-            if name not in self._engines:
+            if key not in self._engines:
                 spec = self.specs[name]
                 options = self.group(name, []).engine_options()
-                self._engines[name] = create_engine(spec.engine, spec.model, options)
-            return self._engines[name]
+                self._engines[key] = create_engine(spec.engine, spec.model, options)
+            return self._engines[key]
 
     def settings(self, name: str) -> GenerationSettings:
         return self.specs[name].settings
@@ -146,7 +150,10 @@ class Scheduler:
     workers: int = 1
     chunk_size: int = 16
     progress: bool = True
-    executor: Executor | None = None  # default: LocalExecutor(pool, workers, chunk_size)
+    prefetch: bool = False
+    memory_budget_gb: float | None = None
+    split_groups: bool = False  # split the largest groups while fewer groups than workers
+    executor: Executor | None = None  # default: LocalExecutor(pool, workers, chunk_size, ...)
     usage: dict[str, ModelUsage] = field(default_factory=lambda: defaultdict(ModelUsage))
     plans: list[dict[str, Any]] = field(default_factory=list)
     failures: dict[str, ModelFailure] = field(default_factory=dict)
@@ -160,7 +167,9 @@ class Scheduler:
 
     def __post_init__(self) -> None:
         if self.executor is None:
-            self.executor = LocalExecutor(self.pool, self.workers, self.chunk_size)
+            self.executor = LocalExecutor(
+                self.pool, self.workers, self.chunk_size, self.prefetch, self.memory_budget_gb
+            )
 
     def run(self, jobs: Sequence[Job], label: str = "generate") -> list[Completion]:
         """Completions for `jobs`, in order. Stored generations are reused, never repeated; jobs
@@ -221,7 +230,8 @@ class Scheduler:
             for key, job in todo.items():
                 groups[job.model].append((key, job))
             ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
-            return [[self.pool.group(model, self._items(items)) for model, items in ordered]]
+            planned = [self.pool.group(model, self._items(items)) for model, items in ordered]
+            return [split_groups(planned, self.workers) if self.split_groups else planned]
         by_question: dict[str | None, dict[str, list[tuple[str, Job]]]] = defaultdict(lambda: defaultdict(list))
         for key, job in todo.items():
             by_question[job.request.question_id][job.model].append((key, job))
@@ -314,6 +324,18 @@ class Scheduler:
     @property
     def loads(self) -> int:
         return sum(u.loads for u in self.usage.values())
+
+    def describe(self) -> dict[str, Any]:
+        """Which executor ran the groups and how (for results.json)."""
+        about = getattr(self.executor, "describe", None)
+        info = about() if about is not None else {"executor": type(self.executor).__name__}
+        return {"mode": self.mode, "chunk_size": self.chunk_size, **info}
+
+    def release_all(self) -> None:
+        """End of a run: unload resident models, let a distributed executor go."""
+        release = getattr(self.executor, "release", None)
+        if release is not None:
+            release()
 
     def report(self) -> dict[str, Any]:
         """Loads, time and tokens per model, their totals, and failed models, for results.json."""

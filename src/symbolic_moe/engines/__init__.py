@@ -34,6 +34,13 @@ def _replay() -> type:
     return ReplayEngine
 
 
+@register("simulated")
+def _simulated() -> type:
+    from .simulated import SimulatedEngine
+
+    return SimulatedEngine
+
+
 @register("transformers")
 def _transformers() -> type:
     from .transformers import TransformersEngine

@@ -40,11 +40,14 @@ def evaluate(run: Run, methods: Sequence[str], seeds: Sequence[int]) -> dict[str
     start = time.perf_counter()
     results: list[MethodResult] = []
     walls: dict[tuple[str, int], float] = {}
-    for name in methods:
-        for seed in seeds:
-            began = time.perf_counter()
-            results.append(run_method(name, run, seed))
-            walls[name, seed] = time.perf_counter() - began
+    try:
+        for name in methods:
+            for seed in seeds:
+                began = time.perf_counter()
+                results.append(run_method(name, run, seed))
+                walls[name, seed] = time.perf_counter() - began
+    finally:
+        run.scheduler.release_all()  # resident models; a Ray cluster this run started
     wall = time.perf_counter() - start
     summary = summarise(run, results, wall, walls)
     write_predictions(run, results)
@@ -112,6 +115,7 @@ def summarise(
         "methods": methods,
         "loads": int(totals["loads"]),
         "wall_seconds": wall_seconds,
+        "scheduler": run.scheduler.describe(),
         "generation_seconds": totals["run_generation_seconds"],
         "tokens": {
             "prompt": int(totals["run_prompt_tokens"]),

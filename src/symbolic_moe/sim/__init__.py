@@ -1,0 +1,1 @@
+"""Packaged cost tables of the `simulated` engine (TOML, with their sources)."""
