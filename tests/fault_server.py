@@ -26,6 +26,14 @@ def chat_reply(text: str, prompt_tokens: int = 7, completion_tokens: int = 3) ->
     }
 
 
+def wait_for_arrivals(server_ref: list[FaultServer], count: int, limit: float = 120.0) -> None:
+    """Block (inside a script) until `count` requests have arrived, so a test can be sure they
+    are all in flight at once; the limit is generous, for a loaded machine."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and len(server_ref[0].bodies) < count:
+        time.sleep(0.01)
+
+
 def echo(call: int, body: dict[str, Any]) -> Reply:
     return 200, chat_reply("echo: " + body["messages"][-1]["content"]), 0.0
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from fault_server import FaultServer, Reply, echo
+from fault_server import FaultServer, Reply, echo, wait_for_arrivals
 
 from symbolic_moe.engines import create_engine
 from symbolic_moe.engines.openai import OpenAIEngine
@@ -234,12 +234,16 @@ def test_retry_after_http_date() -> None:
 
 
 def test_answers_in_flight_beside_a_failure_are_handed_back(fault_server: Callable[..., FaultServer]) -> None:
+    ref: list[FaultServer] = []
+
     def script(call: int, body: dict[str, Any]) -> Reply:
+        wait_for_arrivals(ref, 3)  # all three in flight before any answer
         if body["messages"][0]["content"] == "bad":
             return 400, {"error": "rejected"}, 0.0
         return *echo(call, body)[:2], 0.3
 
     server = fault_server(script)
+    ref.append(server)
     engine = engine_for(server.url, concurrency=3)
     got = {}
     with pytest.raises(EngineError, match="HTTP 400"):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_server import FaultServer, Reply, chat_reply
+from fault_server import FaultServer, Reply, chat_reply, wait_for_arrivals
 from typer.testing import CliRunner
 
 from symbolic_moe.cli import EXIT_PARTIAL, app
@@ -110,13 +110,17 @@ def test_failing_model_is_isolated_and_rerun_fills_in(tmp_path: Path, switchable
 
 
 def test_finished_answers_of_a_batch_survive_a_failing_request(tmp_path: Path) -> None:
+    ref: list[FaultServer] = []
+
     def script(call: int, body: dict[str, Any]) -> Reply:
         content = body["messages"][-1]["content"]
+        wait_for_arrivals(ref, 4)  # all four in flight before any answer
         if content == "bad":
             return 400, {"error": "rejected"}, 0.0
         return 200, chat_reply("ok " + content), 0.2  # slower than the failure: still in flight
 
     server = FaultServer(script)
+    ref.append(server)
     try:
         spec = ModelSpec(engine="openai", model="m", options={"base_url": server.url, "concurrency": 4})
         store = GenerationStore(tmp_path / "s.sqlite")
