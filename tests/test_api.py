@@ -14,6 +14,7 @@ import pytest
 
 from symbolic_moe import Answer, Mixture, Question, Request
 from symbolic_moe.config import default_data_dir
+from symbolic_moe.errors import ConfigError
 from symbolic_moe.grading import extract_answer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,3 +134,29 @@ def test_readme_example_runs_as_written(embedded_demo_dir):
     )
     assert int(answer.group(3)) > 0  # tokens used
     assert (tmp_path / "runs" / "api-demo" / "profiles.json").is_file()
+
+
+@needs_data
+@pytest.mark.parametrize("method", ["router_single", "router_vote", "router_cascade"])
+def test_router_methods_answer_new_questions_like_the_registered_methods(mixture, method):
+    """`Mixture(run, method)` (what `smoe serve --method` uses) routes each question as the
+    registered method does on a test split: the same experts, the same final answer."""
+    from symbolic_moe.methods.router import route_cascade, route_vote
+    from symbolic_moe.routing import fit
+
+    run = mixture.run
+    routed = Mixture(run, method)
+    questions = run.test[20:32]
+    answers = routed.answer(questions, seed=0)
+    probabilities = fit.fitted(run).predict(fit.signals(run, "test", questions))
+    if method == "router_cascade":
+        expected, _ = route_cascade(run, questions, probabilities, run.config.router.margin, run.config.router.k_max, 0)
+    else:
+        k = 1 if method == "router_single" else run.config.recruit.k
+        expected, _ = route_vote(run, questions, probabilities, k, 0)
+    assert [a.experts for a in answers] == [p.detail["experts"] for p in expected]
+    assert [a.answer for a in answers] == [p.answer for p in expected]
+    for a in answers:
+        assert a.usage.calls == len(a.experts) and [e.model for e in a.expert_answers] == a.experts
+    with pytest.raises(ConfigError, match="method: 'moa' cannot answer new questions"):
+        Mixture(run, "moa")

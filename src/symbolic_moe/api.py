@@ -10,6 +10,11 @@ one by one instead of as a test split:
   (`recruit.recruit_each`), so an answer never depends on what else is asked with it, and skips
   the 5% trimming (a statistic over a whole test set);
 - keywords are filtered per question (the `global` filter would count over whatever else is asked).
+With `method` one of the learned routers (`router_single`, `router_vote`, `router_cascade`; issue
+10) the experts are the pool models with the highest predicted correctness instead (the router
+fitted on `router.fit_splits`, as in `smoe run`), voted with their log-odds weights (or
+synthesized by the task aggregator for `router_vote` with `aggregator.method = "llm"`), or asked
+best-first until the vote's margin passes `router.margin`.
 A question given as text that is a question of the config's benchmark splits (same text up to
 whitespace) is that question: its id, options and fields, so stored generations, recordings
 (replay pools) and `skills_from_field` apply to it.
@@ -29,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, computed_field
 
 from .config import load_config
+from .errors import ConfigError
 from .grading import extract_answer
-from .inference.pipeline import synthesize
-from .inference.recruit import recruit_each
+from .inference.pipeline import Synthesis, cascade_experts, synthesize
+from .inference.recruit import Recruitment, recruit_each
 from .preprocess import keywords
 from .types import Completion, Question
 
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
     from .run import Run
 
 _OPTION = re.compile(r"\(([A-J])\)")
+METHODS = ("symbolic_moe", "router_single", "router_vote", "router_cascade")  # what a Mixture answers with
 
 
 class Usage(BaseModel):
@@ -143,18 +150,23 @@ def _flatten(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 class Mixture:
     """A pool of LLMs answering as one. Thread-safe: calls are answered one batch at a time."""
 
-    def __init__(self, run: Run) -> None:
-        self.run = run
+    def __init__(self, run: Run, method: str = "symbolic_moe") -> None:
+        if method not in METHODS:
+            raise ConfigError(f"method: '{method}' cannot answer new questions (one of: {', '.join(METHODS)})")
+        self.run, self.method = run, method
         self._lock = threading.RLock()
         self._ready = False
 
     @classmethod
-    def from_config(cls, path: str | Path, *, data_dir: str | Path | None = None, **overrides: Any) -> Mixture:
+    def from_config(
+        cls, path: str | Path, *, data_dir: str | Path | None = None, method: str = "symbolic_moe", **overrides: Any
+    ) -> Mixture:
         """A mixture from a run config (TOML). `overrides` are applied like `--set`: dotted keys
-        (`**{"recruit.k": 2}`) or nested keyword arguments (`recruit={"k": 2}`), merged key by key."""
+        (`**{"recruit.k": 2}`) or nested keyword arguments (`recruit={"k": 2}`), merged key by key.
+        `method`: one of METHODS (Symbolic-MoE recruitment, or a learned router)."""
         from .run import Run
 
-        return cls(Run(load_config(path, values=_flatten(overrides)), data_dir))
+        return cls(Run(load_config(path, values=_flatten(overrides)), data_dir), method)
 
     def prepare(self) -> None:
         """Profiles (and the aggregator choice when an LLM aggregates): computed once, from the
@@ -163,7 +175,11 @@ class Mixture:
             if self._ready:
                 return
             self.run.profiles()
-            if self.run.config.aggregator.method == "llm":
+            if self.method != "symbolic_moe":
+                from .routing import fit
+
+                fit.fitted(self.run)  # labels from the stored validation outputs, embeddings
+            if self.run.config.aggregator.method == "llm" and self.method in ("symbolic_moe", "router_vote"):
                 self.run.aggregator()
             _ = self._known  # the benchmark's questions, read now rather than on a first request
             self._ready = True
@@ -230,6 +246,12 @@ class Mixture:
         run, cfg = self.run, self.run.config
         questions = [r.question for r in requests]
         mapped, keyword_generations = self._skills(list({q.id: q for q in questions}.values()))
+        if self.method == "router_cascade":
+            return self._cascade(requests, mapped, keyword_generations)
+        if self.method != "symbolic_moe":
+            plan = self._routed_plan(questions, mapped)
+            aggregation = "llm" if self.method == "router_vote" and cfg.aggregator.method == "llm" else "weighted"
+            return self._answers(requests, mapped, keyword_generations, plan, aggregation, discussion=False)
         plan = recruit_each(
             [q.id for q in questions],
             [mapped[q.id] for q in questions],
@@ -240,16 +262,89 @@ class Mixture:
             weighting=cfg.recruit.weighting,
             temperature=cfg.recruit.temperature,
         )
+        return self._answers(
+            requests, mapped, keyword_generations, plan, cfg.aggregator.method, cfg.aggregator.discussion
+        )
+
+    def _probabilities(self, questions: list[Question], mapped: dict[str, list[str]]) -> Any:
+        """Each pool model's predicted correctness on `questions` (the fitted router, the skills
+        the keyword step gave them)."""
+        import numpy as np
+
+        from .routing import fit
+        from .routing.base import Signals
+
+        embeddings = fit.question_embedder(self.run).embed([q.question for q in questions])
+        signals = Signals(np.asarray(embeddings, dtype=np.float64), fit.groups_of(questions, mapped))
+        return fit.fitted(self.run).predict(signals)
+
+    def _routed_plan(self, questions: list[Question], mapped: dict[str, list[str]]) -> Recruitment:
+        """The k (1 for router_single) most likely correct models; their log-odds vote weights
+        stand where a recruitment keeps its probabilities, so a weighted vote counts them."""
+        from .routing.decide import ranking, weights_for
+
+        probabilities = self._probabilities(questions, mapped)
+        k = 1 if self.method == "router_single" else min(self.run.config.recruit.k, len(self.run.experts))
+        order = ranking(probabilities)[:, :k]
+        options = [len(q.choices) if q.choices else None for q in questions]
+        return Recruitment(
+            models=self.run.experts,
+            question_ids=[q.id for q in questions],
+            experts=[[self.run.experts[m] for m in row] for row in order],
+            probabilities=weights_for(probabilities, options),
+        )
+
+    def _cascade(
+        self, requests: list[Request], mapped: dict[str, list[str]], keyword_generations: dict[str, list[Completion]]
+    ) -> list[Answer]:
+        """router_cascade: best-first until the weighted margin passes `router.margin`."""
+        from .inference.aggregate import answer_as_text
+
+        questions = [r.question for r in requests]
+        cfg = self.run.config.router
+        probabilities = self._probabilities(questions, mapped)
+        result = cascade_experts(self.run, questions, probabilities, cfg.margin, cfg.k_max, [r.seed for r in requests])
+        models = self.run.experts
+        synthesis = Synthesis(
+            [answer_as_text(a, q) for a, q in zip(result.answers, questions, strict=True)],
+            [[c.text for c in row] for row in result.completions],
+            "confidence-weighted cascade",
+            [{"experts": row} for row in result.completions],
+        )
+        plan_experts = [[models[m] for m in asked] for asked in result.asked]
+        return self._build(requests, mapped, keyword_generations, plan_experts, synthesis)
+
+    def _answers(
+        self,
+        requests: list[Request],
+        mapped: dict[str, list[str]],
+        keyword_generations: dict[str, list[Completion]],
+        plan: Recruitment,
+        aggregation: str,
+        discussion: bool,
+    ) -> list[Answer]:
+        """The recruited experts answer, then aggregation (inference.pipeline.synthesize)."""
         result = synthesize(
-            run,
-            questions,
+            self.run,
+            [r.question for r in requests],
             plan,
             [r.seed for r in requests],
-            cfg.aggregator.method,
-            cfg.aggregator.discussion,
+            aggregation,
+            discussion,
             write=False,
             aggregator_settings=[r.aggregator_settings() for r in requests],
         )
+        return self._build(requests, mapped, keyword_generations, plan.experts, result)
+
+    def _build(
+        self,
+        requests: list[Request],
+        mapped: dict[str, list[str]],
+        keyword_generations: dict[str, list[Completion]],
+        experts: list[list[str]],
+        result: Synthesis,
+    ) -> list[Answer]:
+        questions = [r.question for r in requests]
         answers = []
         for i, (request, q) in enumerate(zip(requests, questions, strict=True)):
             steps = {"keywords": keyword_generations.get(q.id, []), **result.completions[i]}
@@ -258,11 +353,11 @@ class Mixture:
                     question=q,
                     text=result.finals[i],
                     answer=extract_answer(result.finals[i], q),
-                    experts=plan.experts[i],
+                    experts=experts[i],
                     skills=mapped[q.id],
                     expert_answers=[
                         ExpertAnswer(model=m, text=t, answer=extract_answer(t, q))
-                        for m, t in zip(plan.experts[i], result.texts[i], strict=True)
+                        for m, t in zip(experts[i], result.texts[i], strict=True)
                     ],
                     aggregator=result.aggregator,
                     seed=request.seed,

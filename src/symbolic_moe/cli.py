@@ -227,6 +227,9 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option(help="larger request bodies get 413")] = 256 * 1024,
     max_question_bytes: Annotated[int, typer.Option(help="longer questions (UTF-8 bytes) get 400")] = 16 * 1024,
     window: Annotated[float, typer.Option(help="seconds a micro-batch waits for more requests")] = 0.05,
+    method: Annotated[
+        str, typer.Option(help="symbolic_moe (skill recruitment) or a learned router: router_single/vote/cascade")
+    ] = "symbolic_moe",
 ) -> None:
     """Serve the mixture as one model behind an OpenAI-compatible /v1/chat/completions."""
     import uvicorn
@@ -238,7 +241,7 @@ def serve(
         api_key=api_key, max_body_bytes=max_body_bytes, max_question_bytes=max_question_bytes, window=window
     )
     run = open_run(config, (set_ or []) + ["scheduler.progress=false"], out, data_dir)
-    uvicorn.run(create_app(Mixture(run), options), host=host, port=port)
+    uvicorn.run(create_app(Mixture(run, method), options), host=host, port=port)
 
 
 @app.command("compare")

@@ -63,3 +63,45 @@ def synthesize(
         weights = [float(probs[index[m]]) for m in experts] if aggregation == "weighted" else None
         finals.append(answer_as_text(vote(q, row, weights), q))
     return Synthesis(finals, texts, aggregation, steps)
+
+
+@dataclass
+class CascadeAnswers:
+    """Per question: the final answer key, the pool-model indices asked (best first), their answer
+    keys, and their generations."""
+
+    answers: list[str | None]
+    asked: list[list[int]]
+    responses: list[list[str | None]]
+    completions: list[list[Completion]]
+
+
+def cascade_experts(
+    run: Run,
+    questions: Sequence[Question],
+    probabilities: Any,
+    margin: float,
+    k_max: int,
+    seed: Seeds,
+    label: str = "router cascade",
+) -> CascadeAnswers:
+    """Ask pool models best-first by predicted correctness (routing.decide.cascade), one batched
+    round per rank, until each question's weighted margin passes `margin` or `k_max` answered.
+    `seed`: one for all questions or one per question (a served batch)."""
+    from ..grading import answer_key
+    from ..routing.decide import cascade, ranking, weights_for
+    from .experts import per_question, run_experts
+
+    models, seeds = run.experts, per_question(seed, len(questions))
+    completions: list[list[Completion]] = [[] for _ in questions]
+
+    def ask(batch: list[tuple[int, int]]) -> list[str | None]:
+        subset = [questions[q] for q, _ in batch]
+        rows = run_experts(subset, [[models[m]] for _, m in batch], run.scheduler, [seeds[q] for q, _ in batch], label)
+        for (q, _), row in zip(batch, rows, strict=True):
+            completions[q].append(row[0])
+        return [answer_key(row[0].text, question) for question, row in zip(subset, rows, strict=True)]
+
+    options = [len(q.choices) if q.choices else None for q in questions]
+    result = cascade(ranking(probabilities), weights_for(probabilities, options), margin, k_max, ask)
+    return CascadeAnswers(result.answers, result.asked, result.responses, completions)

@@ -21,8 +21,9 @@ import numpy as np
 from ..grading import answer_key
 from ..inference.aggregate import answer_as_text, llm_aggregate
 from ..inference.experts import run_experts
+from ..inference.pipeline import cascade_experts
 from ..routing import fit
-from ..routing.decide import cascade, leader, ranking, tally, weights_for
+from ..routing.decide import leader, ranking, tally, weights_for
 from ..types import Question
 from .base import Prediction, method
 
@@ -71,13 +72,7 @@ def route_cascade(
 ) -> tuple[list[Prediction], dict[str, Any]]:
     """Best-first cascade: round r asks the r-th most likely model of every open question."""
     models = run.experts
-
-    def ask(batch: list[tuple[int, int]]) -> list[str | None]:
-        subset = [questions[q] for q, _ in batch]
-        rows = run_experts(subset, [[models[m]] for _, m in batch], run.scheduler, seed, "router cascade")
-        return [answer_key(row[0].text, q) for q, row in zip(subset, rows, strict=True)]
-
-    result = cascade(ranking(probabilities), weights_for(probabilities, _options(questions)), margin, k_max, ask)
+    result = cascade_experts(run, questions, probabilities, margin, k_max, seed)
     predictions = [
         Prediction.grade(
             q,
