@@ -80,7 +80,15 @@ def write_config(path: Path, url: str, a: argparse.Namespace) -> None:
 
 def run_smoe(config: Path, out: Path) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    command = [sys.executable, "-c", "from symbolic_moe.cli import main; main()", "run", str(config), "--out", str(out)]
+    command = [
+        sys.executable,
+        "-c",
+        "from symbolic_moe.app.cli import main; main()",
+        "run",
+        str(config),
+        "--out",
+        str(out),
+    ]
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start

@@ -80,7 +80,15 @@ def stored(path: Path) -> dict[str, str | None]:
 def run_mode(mode: str, a: argparse.Namespace) -> dict[str, Any]:
     out = Path(a.work) / mode
     subprocess.run(["rm", "-rf", str(out)], check=True)
-    command = [sys.executable, "-c", "from symbolic_moe.cli import main; main()", "run", a.config, "--out", str(out)]
+    command = [
+        sys.executable,
+        "-c",
+        "from symbolic_moe.app.cli import main; main()",
+        "run",
+        a.config,
+        "--out",
+        str(out),
+    ]
     for item in sets_for(mode, a):
         command += ["--set", item]
     load_before = os.getloadavg()

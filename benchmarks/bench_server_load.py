@@ -62,7 +62,7 @@ def hostile(question: str) -> dict[str, bytes]:
 
 
 def start_server(out: Path, port: int, data_dir: Path) -> subprocess.Popen:
-    command = [sys.executable, "-c", "from symbolic_moe.cli import app; app()", "serve", str(CONFIG)]
+    command = [sys.executable, "-c", "from symbolic_moe.app.cli import app; app()", "serve", str(CONFIG)]
     command += ["--port", str(port)]
     command += [a for s in SETS for a in ("--set", s)] + ["--out", str(out), "--data-dir", str(data_dir)]
     command += ["--set", f"store={out / 'generations.sqlite'}"]

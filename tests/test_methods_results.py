@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from symbolic_moe.cli import app
+from symbolic_moe.app.cli import app
 from symbolic_moe.config import load_config
 from symbolic_moe.errors import ConfigError
 from symbolic_moe.methods import run_method

@@ -167,7 +167,7 @@ def test_unreachable_address_is_one_clear_error(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-c",
-        "from symbolic_moe.cli import main; main()",
+        "from symbolic_moe.app.cli import main; main()",
         "run",
         str(ROOT / "configs" / "embedded.toml"),
         "--out",

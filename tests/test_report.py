@@ -19,7 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from symbolic_moe import __version__
-from symbolic_moe.cli import app
+from symbolic_moe.app.cli import app
 from symbolic_moe.config import default_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from symbolic_moe.report.results import bootstrap_ci
+from symbolic_moe.app.report.results import bootstrap_ci
 
 
 def test_bootstrap_interval_properties() -> None:

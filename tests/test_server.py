@@ -17,7 +17,7 @@ import openai
 import pytest
 
 from symbolic_moe import Mixture
-from symbolic_moe.server import MODEL_ID, BackgroundServer, ServerOptions, create_app
+from symbolic_moe.app.server import MODEL_ID, BackgroundServer, ServerOptions, create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-key"

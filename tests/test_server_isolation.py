@@ -13,7 +13,7 @@ import pytest
 
 from symbolic_moe import Mixture
 from symbolic_moe.config import default_data_dir
-from symbolic_moe.server import BackgroundServer, ServerOptions, create_app
+from symbolic_moe.app.server import BackgroundServer, ServerOptions, create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = default_data_dir()

@@ -11,7 +11,7 @@ import pytest
 from test_fault_isolation import write_recording
 from typer.testing import CliRunner
 
-from symbolic_moe.cli import app
+from symbolic_moe.app.cli import app
 from symbolic_moe.config import load_config
 
 DEMO = Path(__file__).resolve().parents[1] / "src/symbolic_moe/data/demo"

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from .cli_errors import console, friendly
-from .config import load_config
-from .errors import ConfigError
+from ..config import load_config
+from ..errors import ConfigError
 
 EXIT_PARTIAL = 3  # results written, but a model failed for good (results.json "failed")
 
@@ -39,7 +39,7 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="recruitment/generat
 
 def open_run(config: Path, sets: list[str] | None, out: Path | None, data_dir: Path | None, methods=()):
     """The run of a config, checked (config, both splits, models, `methods`) before any generation."""
-    from .run import Run
+    from ..run import Run
 
     run = Run(load_config(config, sets or [], out), data_dir)
     run.check(methods)
@@ -234,7 +234,7 @@ def serve(
     """Serve the mixture as one model behind an OpenAI-compatible /v1/chat/completions."""
     import uvicorn
 
-    from .api import Mixture
+    from ..api import Mixture
     from .server import ServerOptions, create_app
 
     options = ServerOptions(
@@ -268,7 +268,7 @@ def compare_methods(
 
 
 def _mount_etr() -> None:
-    from .etr.cli import app as etr_app
+    from .etr_cli import app as etr_app
 
     app.add_typer(etr_app, name="etr", help="Expert Token Routing: train, extend, route, evaluate.")
 

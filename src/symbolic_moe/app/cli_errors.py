@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from .errors import SmoeError
+from ..errors import SmoeError
 
 console = Console(stderr=True)
 

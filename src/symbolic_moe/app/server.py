@@ -34,8 +34,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .api import Answer, Mixture, last_user_message
-from .api import Request as AnswerRequest
+from ..api import Answer, Mixture, last_user_message
+from ..api import Request as AnswerRequest
 
 MODEL_ID = "symbolic-moe"
 _INT64 = 2**63

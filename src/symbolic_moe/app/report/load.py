@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import SmoeError
+from ...errors import SmoeError
 from .provenance import sha256
 from .results import FORMAT
 

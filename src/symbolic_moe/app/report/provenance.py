@@ -9,11 +9,11 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import __version__
-from ..data import find_split
+from ... import __version__
+from ...data import find_split
 
 if TYPE_CHECKING:
-    from ..run import Run
+    from ...run import Run
 
 # Run-directory artifacts whose hashes results.json records: a report shows one only when it is
 # still the file the results were computed with (a later command may rewrite it).

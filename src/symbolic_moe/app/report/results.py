@@ -27,8 +27,8 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from ..methods import MethodResult, run_method
-from ..run import Run
+from ...methods import MethodResult, run_method
+from ...run import Run
 from .provenance import artifact_hashes, provenance
 
 FORMAT = 2  # results.json and compare.json layout; the report refuses other versions

@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from ..cli_errors import friendly
+from .cli_errors import friendly
 from ..config import default_data_dir
 from ..errors import ConfigError
 from ..types import Question
-from .data import read_questions, take_per_group
-from .train import TrainConfig
+from ..etr.data import read_questions, take_per_group
+from ..etr.train import TrainConfig
 
 app = typer.Typer(
     help="Expert Token Routing: expert tokens on a frozen meta LLM, plug-in experts, routing.",
@@ -63,8 +63,8 @@ def _train(
     extend: bool,
     anchors: list[Question] | None = None,
 ) -> None:
-    from .api import labelled_query_sets, replay_query_sets, train_plugins
-    from .whitebox import MetaLM
+    from ..etr.api import labelled_query_sets, replay_query_sets, train_plugins
+    from ..etr.whitebox import MetaLM
 
     if bool(replay) == bool(field):
         raise ConfigError("give either --replay MODEL (repeatable) or --field NAME")
@@ -150,7 +150,7 @@ def route(
     per_category: PerGroupOpt = None,
 ) -> None:
     """Router-only ETR: the chosen expert of every question, as JSONL {id, expert}."""
-    from .api import route_questions
+    from ..etr.api import route_questions
 
     qs = _questions(questions, split, data_dir, per_category)
     chosen = route_questions(qs, plugins, meta, plugins / "cache" / "hidden")
@@ -178,11 +178,11 @@ def evaluate(
     """MMLU-Expert routing/answer accuracy, or the MMLU-Pro replay router (writes results JSON)."""
     work.mkdir(parents=True, exist_ok=True)
     if which == "mmlu-expert":
-        from .evaluate import mmlu_expert
+        from ..etr.evaluate import mmlu_expert
 
         result = mmlu_expert(_data(data_dir), work, train_per_domain, eval_per_domain, seed=seed, threads=threads)
     elif which == "replay":
-        from .replay_pool import replay_router
+        from ..etr.replay_pool import replay_router
 
         result = replay_router(_data(data_dir), work, None, test_per_category, val_per_category, seed, threads=threads)
     else:
