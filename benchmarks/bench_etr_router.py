@@ -27,13 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
+from symbolic_moe.app.report import evaluate
 from symbolic_moe.config import load_config
 from symbolic_moe.etr.replay_pool import RouterSettings, etr_cache_dir, question_states
 from symbolic_moe.etr.select import cross_validate, task_best_cv
 from symbolic_moe.etr.train import TrainConfig
 from symbolic_moe.etr.whitebox import HiddenCache, MetaLM
 from symbolic_moe.grading import answer_key
-from symbolic_moe.app.report import evaluate
 from symbolic_moe.run import Run
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,9 +20,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from symbolic_moe.app.report import evaluate
 from symbolic_moe.config import load_config
 from symbolic_moe.data import load_split
-from symbolic_moe.app.report import evaluate
 from symbolic_moe.run import Run
 
 ROOT = Path(__file__).resolve().parents[1]

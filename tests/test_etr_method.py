@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import symbolic_moe.etr
+from symbolic_moe.app.report import evaluate
 from symbolic_moe.config import default_data_dir, parse_config
 from symbolic_moe.methods.base import method_spec
-from symbolic_moe.app.report import evaluate
 from symbolic_moe.run import Run
 
 DATA = default_data_dir()

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from symbolic_moe.config import default_data_dir, parse_config
 from symbolic_moe.app.report import evaluate
+from symbolic_moe.config import default_data_dir, parse_config
 from symbolic_moe.run import Run
 
 DATA = default_data_dir()

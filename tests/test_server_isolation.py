@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from symbolic_moe import Mixture
-from symbolic_moe.config import default_data_dir
 from symbolic_moe.app.server import BackgroundServer, ServerOptions, create_app
+from symbolic_moe.config import default_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = default_data_dir()

@@ -18,9 +18,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from .cli_errors import console, friendly
 from ..config import load_config
 from ..errors import ConfigError
+from .cli_errors import console, friendly
 
 EXIT_PARTIAL = 3  # results written, but a model failed for good (results.json "failed")
 

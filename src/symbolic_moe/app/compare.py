@@ -20,9 +20,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..methods import method_spec
+from ..run import Run
 from .report import FORMAT, evaluate, write_json_atomic
 from .report.results import interval
-from ..run import Run
 
 # method -> (Table 1 category, method, models): how the paper labels each row.
 ROWS: dict[str, tuple[str, str, str]] = {

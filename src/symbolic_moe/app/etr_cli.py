@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from .cli_errors import friendly
 from ..config import default_data_dir
 from ..errors import ConfigError
-from ..types import Question
 from ..etr.data import read_questions, take_per_group
 from ..etr.train import TrainConfig
+from ..types import Question
+from .cli_errors import friendly
 
 app = typer.Typer(
     help="Expert Token Routing: expert tokens on a frozen meta LLM, plug-in experts, routing.",
