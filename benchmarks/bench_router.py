@@ -162,7 +162,15 @@ def etr_rows(pool: str) -> list[dict[str, Any]]:
     if not path.exists():
         print(f"{path.name}: absent (ETR rows are written by the ETR job); table without ETR")
         return []
-    return [{**r, "family": "etr"} for r in json.loads(path.read_text())["rows"]]
+    data = json.loads(path.read_text())
+    subset = (
+        f" (every {data['test_stride']}th test question, n={data['test_questions']})"
+        if data.get("test_stride", 1) > 1
+        else ""
+    )
+    return [
+        {**r, "method": r["method"] + subset, "family": "etr"} for r in data["rows"] if r["method"].startswith("etr")
+    ]
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -203,9 +211,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pools", default="small16,all29")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-router")
+    parser.add_argument(
+        "--etr-only", action="store_true", help="refresh only the ETR rows of the written results (and the plot)"
+    )
     args = parser.parse_args()
     results = {}
-    for pool in args.pools.split(","):
+    for pool in [] if args.etr_only else args.pools.split(","):
         data = {"machine": machine(), **bench_pool(pool, args.out / pool)}
         path = RESULTS / f"router_{pool}.json"
         path.write_text(json.dumps(data, indent=1, default=str))
@@ -216,6 +227,11 @@ def main() -> None:
         path = RESULTS / f"router_{pool}.json"
         if pool not in results and path.exists():
             results[pool] = json.loads(path.read_text())
+            if args.etr_only:
+                rows = [r for r in results[pool]["rows"] if r["family"] != "etr"] + etr_rows(pool)
+                results[pool]["rows"] = rows
+                path.write_text(json.dumps(results[pool], indent=1, default=str))
+                show(pool, results[pool])
     png = RESULTS / "router_accuracy_vs_calls.png"
     plot(results, png)
     print(f"wrote {png}")
