@@ -34,7 +34,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .config import ModelSpec
-from .engines import Engine, create_engine
+from .engines import Engine, EngineStats, create_engine
 from .executor import (
     Deliver,
     Executor,
@@ -104,17 +104,12 @@ class ModelPool:
 
 
 @dataclass
-class ModelUsage:
-    """What one model cost in a run. Loads, seconds, tokens and `generated` are this process's;
-    `failed` counts jobs left without an answer; the `run_*` fields cover every distinct
-    generation the run used, generated now or read from the store (an earlier process's)."""
+class ModelUsage(EngineStats):
+    """What one model cost in a run: the engine's counters (loads, seconds, tokens: this
+    process's), plus `generated`; `failed` counts jobs left without an answer; the `run_*` fields
+    cover every distinct generation the run used, generated now or read from the store (an
+    earlier process's)."""
 
-    loads: int = 0
-    load_seconds: float = 0.0
-    unload_seconds: float = 0.0
-    generate_seconds: float = 0.0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
     generated: int = 0
     reused: int = 0
     failed: int = 0
