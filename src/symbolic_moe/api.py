@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, computed_field
 
 from .config import load_config
-from .errors import ConfigError
+from .errors import ConfigError, EngineError
 from .grading import extract_answer
 from .inference.pipeline import Synthesis, cascade_experts, synthesize
 from .inference.recruit import Recruitment, recruit_each
@@ -223,7 +223,17 @@ class Mixture:
             return []
         with self._lock:
             self.prepare()
-            answers = self._answer(unique)
+            failures = self.run.scheduler.failures
+            before = set(failures)
+            try:
+                answers = self._answer(unique)
+            finally:
+                # A run isolates a failing model for the rest of the run; a mixture answering
+                # request after request must not: what failed fails this batch (the server then
+                # answers its halves apart) and is tried again with the next one.
+                failed = {m: failures.pop(m) for m in list(failures) if m not in before}
+            if failed:
+                raise EngineError("; ".join(f"model '{m}' failed: {f.error}" for m, f in failed.items()))
         by_key = {r.key: a for r, a in zip(unique, answers, strict=True)}
         return [by_key[r.key] for r in requests]
 

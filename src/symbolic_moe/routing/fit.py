@@ -94,13 +94,16 @@ def fit_questions(run: Run, split: str) -> list[Question]:
 def labels(run: Run, split: str, questions: Sequence[Question]) -> np.ndarray:
     """(questions x pool models) 0/1: did each pool model answer each question correctly. The
     validation split reuses the profile step's stored outputs; other splits are answered (and
-    stored) the same way. A model with no output at all on the split is an error naming it."""
+    stored) the same way. A model with no output at all on the split is an error naming it, unless
+    it failed for good in this run (fault isolation: the run goes on without it)."""
     if split in ("validation", run.config.benchmark.validation) and list(questions) == run.validation:
         outputs = run.validation_outputs()
     else:
         outputs = profiles.answer_all(questions, run.experts, run.scheduler, f"router labels ({split})")
     for model in run.experts:
         texts = outputs.get(model, {})
+        if model in run.scheduler.failures:
+            continue  # failed for good in this run (isolated): learned as never right, so never routed to
         if not any(texts.get(q.id) for q in questions):
             raise ConfigError(
                 f"router: pool model '{model}' has no stored outputs on the '{split}' split "
