@@ -22,7 +22,7 @@ from rich.table import Table
 from ..methods import method_spec
 from ..run import Run
 from .report import FORMAT, evaluate, write_json_atomic
-from .report.results import interval
+from .report.results import accuracy_text, interval
 
 # method -> (Table 1 category, method, models): how the paper labels each row.
 ROWS: dict[str, tuple[str, str, str]] = {
@@ -109,13 +109,12 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
     for name, m in summary["methods"].items():
         first_info = next(iter(m["info"].values()), {})
         category, label, models = describe(name, first_info)
-        accuracy = f"{100 * m['accuracy']:.2f}" + (f" ± {100 * m['std']:.2f}" if len(m["seeds"]) > 1 else "")
         loads = sum(m["loads_per_seed"]) / max(len(m["loads_per_seed"]), 1)
         table.add_row(
             category if category != last else "",
             escape(f"{label} [{name}]"),
             models,
-            accuracy,
+            accuracy_text(m),
             interval(m["ci95"]),
             str(m["n"]),
             f"{m['calls_per_question']:.1f}",

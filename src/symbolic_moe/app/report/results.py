@@ -162,16 +162,20 @@ def interval(ci95: Sequence[float]) -> str:
     return f"{100 * ci95[0]:.1f}-{100 * ci95[1]:.1f}"
 
 
+def accuracy_text(m: dict[str, Any]) -> str:
+    """A method's accuracy % for tables: mean, and ± std over seeds when there are several."""
+    return f"{100 * m['accuracy']:.2f}" + (f" ± {100 * m['std']:.2f}" if len(m["seeds"]) > 1 else "")
+
+
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     table = Table(title=f"{summary['config']} on {summary['benchmark']}")
     for column in ("method", "accuracy", "95% interval", "n", "calls/q", "tokens/q"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for name, m in summary["methods"].items():
-        acc = f"{100 * m['accuracy']:.2f}" + (f" ± {100 * m['std']:.2f}" if len(m["seeds"]) > 1 else "")
         table.add_row(
             name,
-            acc,
+            accuracy_text(m),
             interval(m["ci95"]),
             str(m["n"]),
             f"{m['calls_per_question']:.1f}",
