@@ -9,8 +9,9 @@ relative to the working directory, then to `data_dir`). Options (all optional):
 - `n_ctx` (4096): context per sequence, prompt plus completion. A prompt that does not fit is an
   EngineError (never silently truncated: a cut prompt gives a confidently wrong answer); the
   completion is capped at the room left and ends with finish_reason "length".
-- `n_threads` (os.cpu_count()); on a machine busy with other work use 1: llama.cpp's threads
-  spin at barriers and slow down many-fold when they outnumber the free cores.
+- `n_threads` (default: the cores not busy with other work when the model loads, at least 1):
+  llama.cpp's threads spin at barriers and slow down many-fold when they outnumber the free cores
+  (a 2-minute test took 39 minutes with 2 threads beside 2 busy processes on 2 cores).
 - `use_mmap` (True); `flash_attn` (True, unlike `llama_cpp.Llama`: see llama_batch.py for why).
 - `n_seq_max` or its alias `batch_size` (16): sequences decoded in parallel.
 - `kv_unified` (auto): one KV buffer for all sequences instead of one stream each. Auto turns it
@@ -44,9 +45,11 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -215,6 +218,22 @@ def with_system_prompt(messages: Sequence[Message], system_prompt: str | None) -
 # --- the engine -------------------------------------------------------------------------------
 
 
+def free_cores(samples: int = 5) -> int:
+    """Cores this process may use that nothing else is running on: the cores it is allowed,
+    less the other runnable tasks (/proc/loadavg, the median of a few samples 10 ms apart,
+    minus this thread). Thread count changes speed only, never what llama.cpp computes."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        running = []
+        for _ in range(samples):
+            running.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]))
+            time.sleep(0.01)
+    except (OSError, ValueError, IndexError):
+        return cores
+    busy = max(0, sorted(running)[len(running) // 2] - 1)
+    return max(1, cores - busy)
+
+
 @dataclass
 class LlamaCppEngine(TimedEngine):
     Options = LlamaCppOptions
@@ -245,7 +264,7 @@ class LlamaCppEngine(TimedEngine):
             path = requantized_gguf(path, self.config.requantize)
         llm = LlamaModel(
             path,
-            n_threads=self.config.n_threads or os.cpu_count() or 1,
+            n_threads=self.config.n_threads or free_cores(),
             use_mmap=self.config.use_mmap,
             flash_attn=self.config.flash_attn,
             kv_unified=self.config.kv_unified,
