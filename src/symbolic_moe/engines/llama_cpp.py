@@ -219,19 +219,34 @@ def with_system_prompt(messages: Sequence[Message], system_prompt: str | None) -
 
 
 def free_cores(samples: int = 5) -> int:
-    """Cores this process may use that nothing else is running on: the cores it is allowed,
-    less the other runnable tasks (/proc/loadavg, the median of a few samples 10 ms apart,
-    minus this thread). Thread count changes speed only, never what llama.cpp computes."""
+    """Cores this process may use that other processes are not running on: the cores it is
+    allowed, less the runnable tasks of other processes (/proc/loadavg's running count minus this
+    process's own running threads, e.g. OpenMP threads still spinning after an embedding; the
+    median of a few samples 10 ms apart). Thread count changes speed only, never what llama.cpp
+    computes."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
-        running = []
+        others = []
         for _ in range(samples):
-            running.append(int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]))
+            running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+            others.append(running - _own_running_threads())
             time.sleep(0.01)
     except (OSError, ValueError, IndexError):
         return cores
-    busy = max(0, sorted(running)[len(running) // 2] - 1)
+    busy = max(0, sorted(others)[len(others) // 2])
     return max(1, cores - busy)
+
+
+def _own_running_threads() -> int:
+    count = 0
+    for stat in Path("/proc/self/task").glob("*/stat"):
+        try:
+            # the state follows the parenthesised command name, which may itself hold spaces
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "R":
+                count += 1
+        except (OSError, IndexError):
+            continue
+    return count
 
 
 @dataclass
