@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from symbolic_moe.app.report.results import bootstrap_ci
+from symbolic_moe.stats import bootstrap_ci
 
 
 def test_bootstrap_interval_properties() -> None:
@@ -15,3 +15,17 @@ def test_bootstrap_interval_properties() -> None:
     assert small_high - small_low > high - low  # fewer questions, wider interval
     # questions count with their mean over seeds: two seeds that disagree everywhere give 0.5 each
     assert bootstrap_ci(np.array([[1, 0] * 20, [0, 1] * 20]), 500, 0) == [0.5, 0.5]
+
+
+def test_paired_bootstrap_diff_sees_a_consistent_gain_and_no_gain():
+    from symbolic_moe.stats import paired_bootstrap_diff
+
+    base = np.array([1, 0] * 50)
+    better = base.copy()
+    better[1:40:2] = 1  # 20 questions more right, none less
+    gain = paired_bootstrap_diff(better, base)
+    assert gain["diff"] == 0.2 and gain["significant"] and 0 < gain["low"] <= 0.2 <= gain["high"]
+    same = paired_bootstrap_diff(base, base)
+    assert same == {"diff": 0.0, "low": 0.0, "high": 0.0, "significant": False}
+    swapped = paired_bootstrap_diff(np.array([1, 0] * 50), np.array([0, 1] * 50))  # same accuracy
+    assert swapped["diff"] == 0.0 and not swapped["significant"]

@@ -29,6 +29,7 @@ from rich.table import Table
 
 from ...methods import MethodResult, run_method
 from ...run import Run
+from ...stats import bootstrap_ci
 from .provenance import artifact_hashes, provenance
 
 FORMAT = 2  # results.json and compare.json layout; the report refuses other versions
@@ -61,18 +62,6 @@ def write_json_atomic(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False))
     tmp.replace(path)
-
-
-def bootstrap_ci(correct: np.ndarray, resamples: int, seed: int) -> list[float]:
-    """95% percentile interval of accuracy, resampling questions (columns of a seeds x questions
-    0/1 matrix; each question counts with its mean over seeds)."""
-    per_question = np.asarray(correct, dtype=float).reshape(-1, np.shape(correct)[-1]).mean(axis=0)
-    if per_question.size == 0:
-        return [0.0, 0.0]
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, per_question.size, size=(resamples, per_question.size))
-    means = per_question[idx].mean(axis=1)
-    return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
 def summarise(
