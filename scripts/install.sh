@@ -8,8 +8,15 @@ PYTHON=${PYTHON:-python3}
 "$PYTHON" -m venv .venv
 PIP=".venv/bin/python -m pip"
 $PIP install --quiet --upgrade pip wheel
-# A CPU build of PyTorch first, so nothing later pulls a multi-GB CUDA build.
-$PIP install --quiet "${TORCH_SPEC:-torch==2.13.0}"
+# PyTorch first, from PyTorch's CPU-only wheel index: on Linux x86_64 the package index's torch
+# is the CUDA build, which pulls several GB of NVIDIA libraries this CPU-only install never uses
+# (installed first, it also satisfies what later packages ask of torch). Where that index cannot
+# be reached (an offline mirror), the package index as configured: a CPU build only where the pip
+# configuration provides one (e.g. a local wheel folder), else the CUDA build. The line after says which.
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+$PIP install --quiet --timeout 10 --retries 0 --index-url "${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" "$TORCH_SPEC" \
+  || $PIP install --quiet "$TORCH_SPEC"
+.venv/bin/python -c "import torch; print('torch', torch.__version__, 'CPU-only' if torch.version.cuda is None else 'with CUDA ' + torch.version.cuda)"
 # SPEC's flags, with each x86 extension switched on only when this CPU has it: the SPEC's
 # AVX512=ON build dies with "Illegal instruction" on CPUs without AVX-512.
 onoff() { grep -qw "$1" /proc/cpuinfo 2>/dev/null && echo ON || echo OFF; }

@@ -19,9 +19,7 @@ from symbolic_moe.grading import extract_answer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = default_data_dir()
-needs_data = pytest.mark.skipif(
-    DATA is None or not (DATA / "replay" / "mmlu_pro").is_dir(), reason="benchmark data directory not found"
-)
+needs_data = pytest.mark.usefixtures("shared_data")
 
 
 @pytest.fixture(scope="module")

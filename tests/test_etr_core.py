@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from symbolic_moe.errors import ConfigError, DataError
 from symbolic_moe.etr.plugins import (
@@ -49,7 +50,6 @@ def test_expert_rows_leave_word_token_logits_unchanged() -> None:
 
 
 def test_loss_matches_hand_computation() -> None:
-    torch = pytest.importorskip("torch")
     hidden = np.array([[1.0, 0.0], [0.0, 2.0]])
     head = np.array([[1.0, 1.0], [0.0, -1.0], [2.0, 0.0]])  # |V| = 3
     rows = np.array([[0.5, 0.5], [-1.0, 1.0]])  # |E| = 2
@@ -79,7 +79,6 @@ def test_loss_matches_hand_computation() -> None:
 
 
 def test_training_learns_separable_experts_and_starts_from_mean_row() -> None:
-    pytest.importorskip("torch")
     rng = np.random.default_rng(1)
     d, n = 16, 120
     head = rng.normal(size=(200, d))
@@ -185,7 +184,6 @@ def test_uncapped_replay_query_sets_keep_how_often_each_model_is_right() -> None
 def test_anchored_extension_keeps_old_rows_and_old_routes() -> None:
     """Plug-in extension on states with a large shared component: the old rows are untouched in
     every mode, and with anchors the new expert takes its own domain without taking the old ones."""
-    pytest.importorskip("torch")
     from symbolic_moe.etr.extend import MODES, diagnostics, extend_head
 
     rng = np.random.default_rng(0)

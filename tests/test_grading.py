@@ -251,7 +251,7 @@ def test_is_correct_never_raises(text: str | None, gold: str) -> None:
 
 _DATA = default_data_dir()
 _REPLAY = _DATA / "replay" / "mmlu_pro" if _DATA else None
-needs_replay = pytest.mark.skipif(_REPLAY is None or not _REPLAY.is_dir(), reason="shared replay data not found")
+needs_replay = pytest.mark.usefixtures("shared_data")
 
 
 def _agreement(model_file: Path, choices: dict[str, list[str]], **options: bool) -> tuple[int, int]:

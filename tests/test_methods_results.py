@@ -30,7 +30,7 @@ SETS = [
 
 
 @pytest.fixture(scope="module")
-def replay_run(tmp_path_factory) -> Run:
+def replay_run(tmp_path_factory, shared_data: Path) -> Run:
     out = tmp_path_factory.mktemp("replay")
     return Run(load_config(CONFIG, SETS + [f"store={out / 'store.sqlite'}"], out))
 
@@ -83,6 +83,7 @@ def test_unknown_names_fail_clearly(replay_run: Run) -> None:
         run_method("single:gpt-9", replay_run, seed=0)
 
 
+@pytest.mark.usefixtures("shared_data")
 def test_compare_cli_writes_the_table(tmp_path: Path) -> None:
     sets = SETS + [f"store={tmp_path / 'store.sqlite'}"]
     args = [

@@ -10,9 +10,7 @@ from symbolic_moe.config import default_data_dir, parse_config
 from symbolic_moe.run import Run
 
 DATA = default_data_dir()
-pytestmark = pytest.mark.skipif(
-    DATA is None or not (DATA / "replay" / "mmlu_pro").is_dir(), reason="shared data directory not found"
-)
+pytestmark = pytest.mark.usefixtures("shared_data")
 MODELS = ["Meta-Llama-3_1-8B-Instruct", "Phi-3-mini-4k-instruct", "mathstral-7B", "gemma-7b", "Mistral-7B-v0.1"]
 
 

@@ -13,15 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 
-ray = pytest.importorskip("ray")
-
-from symbolic_moe.config import ModelSpec  # noqa: E402
-from symbolic_moe.errors import ConfigError  # noqa: E402
-from symbolic_moe.executors.ray import RayExecutor  # noqa: E402
-from symbolic_moe.scheduler import Job, ModelPool, Scheduler  # noqa: E402
-from symbolic_moe.store import GenerationStore  # noqa: E402
-from symbolic_moe.types import ChatRequest, GenerationSettings  # noqa: E402
+from symbolic_moe.config import ModelSpec
+from symbolic_moe.errors import ConfigError
+from symbolic_moe.executors.ray import RayExecutor
+from symbolic_moe.scheduler import Job, ModelPool, Scheduler
+from symbolic_moe.store import GenerationStore
+from symbolic_moe.types import ChatRequest, GenerationSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 

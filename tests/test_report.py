@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import chromium_binary
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -27,10 +28,7 @@ CONFIG = ROOT / "configs" / "replay-mmlu-pro-small16.toml"
 DATA = default_data_dir()
 LIMIT = 70  # every 30th MMLU-Pro test question: 5 per category
 METHODS = "task_best,top_k_vote,symbolic_moe_vote,symbolic_moe_weighted,oracle"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-needs_data = pytest.mark.skipif(
-    DATA is None or not (DATA / "replay" / "mmlu_pro").is_dir(), reason="shared data directory not found"
-)
+needs_data = pytest.mark.usefixtures("shared_data")
 
 
 def smoe(*args: str) -> tuple[int, str]:
@@ -56,10 +54,8 @@ def compare_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def chromium(tmp: Path, page: Path, *args: str) -> str:
     """Run headless Chromium on a local file; stdout (the DOM with --dump-dom)."""
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install -y chromium; .ci/run does it)")
     command = [
-        CHROMIUM,
+        chromium_binary(),
         "--headless",
         "--no-sandbox",  # root in CI containers
         "--disable-gpu",
@@ -121,6 +117,7 @@ def check_rendered(tmp: Path, page: Path, figures: int) -> Path:
 def test_results_json_records_what_produced_it(compare_dir: Path) -> None:
     results = json.loads((compare_dir / "results.json").read_text())
     assert results["format"] == 2 and results["symbolic_moe_version"] == __version__
+    assert results["simulated"] is False and results["simulated_models"] == []  # recorded outputs, real answers
     config = results["effective_config"]
     assert config["benchmark"]["limit"] == LIMIT and config["benchmark"]["stride"] == 30  # from --set
     assert config["keywords"]["skills_from_field"] == "category" and config["recruit"]["k"] == 3  # set / default
@@ -140,7 +137,7 @@ def test_results_json_records_what_produced_it(compare_dir: Path) -> None:
     rows = [json.loads(line) for line in predictions.decode().splitlines()]
     assert len({r["category"] for r in rows}) == 14  # MMLU-Pro's categories, for per-category accuracy
     table = json.loads((compare_dir / "compare.json").read_text())
-    assert table["format"] == 2 and table["run_id"] == results["run_id"]
+    assert table["format"] == 2 and table["run_id"] == results["run_id"] and table["simulated"] is False
     assert table["methods"]["task_best"]["ci95"] == results["methods"]["task_best"]["ci95"]
 
 

@@ -54,7 +54,7 @@ def test_unknown_fit_split_is_named(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(DATA is None or not (DATA / "replay" / "mmlu_pro").is_dir(), reason="shared data not found")
+@pytest.mark.usefixtures("shared_data")
 def test_router_methods_on_replay(tmp_path):
     raw = {
         "out": str(tmp_path / "run"),
@@ -84,7 +84,7 @@ def test_router_methods_on_replay(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(DATA is None or not (DATA / "replay" / "mmlu_pro").is_dir(), reason="shared data not found")
+@pytest.mark.usefixtures("shared_data")
 def test_new_questions_get_the_same_prediction_as_the_scored_split(tmp_path):
     """The server path: predictions for a batch of new questions come from the same fitted router."""
     raw = {

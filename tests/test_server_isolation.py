@@ -17,9 +17,7 @@ from symbolic_moe.config import default_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = default_data_dir()
-pytestmark = pytest.mark.skipif(
-    DATA is None or not (DATA / "replay" / "mmlu_pro").is_dir(), reason="benchmark data directory not found"
-)
+pytestmark = pytest.mark.usefixtures("shared_data")
 
 
 @pytest.fixture(scope="module")

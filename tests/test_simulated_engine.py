@@ -3,14 +3,20 @@ splitting (measured with simulated engines: their charged time is exact, no cloc
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
-from symbolic_moe.config import ModelSpec
+from symbolic_moe.app.compare import compare, print_compare
+from symbolic_moe.app.report.html import write_report
+from symbolic_moe.app.report.results import print_summary
+from symbolic_moe.config import ModelSpec, parse_config
 from symbolic_moe.engines import create_engine
 from symbolic_moe.engines.sim_cost import CostProfile, batch_timeline
 from symbolic_moe.errors import ConfigError
+from symbolic_moe.run import Run
 from symbolic_moe.scheduler import Job, ModelPool, Scheduler, split_groups
 from symbolic_moe.store import GenerationStore
 from symbolic_moe.types import ChatRequest, GenerationSettings
@@ -116,3 +122,27 @@ def test_split_groups_gives_idle_workers_a_share(tmp_path: Path) -> None:
     groups = split_groups([sched.pool.group("a", [("k", None, None)] * 40)], 4)
     assert sorted(len(g.items) for g in groups) == [10, 10, 10, 10]
     assert len({g.shard for g in groups}) == 4
+
+
+def test_a_run_with_simulated_models_says_so_everywhere(tmp_path: Path) -> None:
+    """results.json, compare.json, the printed tables and report.html all mark a run in which
+    any model is simulated; a replay run says `simulated: false` (tests/test_report.py)."""
+    pool = {"sim": {"engine": "simulated", "model": "m", "options": FAST}}
+    raw = {
+        "out": str(tmp_path / "run"),
+        "benchmark": {"path": "demo", "limit": 3, "validation_limit": 4},
+        "keywords": {"skills_from_field": "category"},
+        "aggregator": {"method": "majority"},
+        "scheduler": {"progress": False},
+        "pool": pool,
+    }
+    table, summary = compare(Run(parse_config(raw)), ["task_best"], [0])
+    written = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert written["simulated"] is True and written["simulated_models"] == ["sim"]
+    assert table["simulated"] is True
+    for show in (print_summary, print_compare):
+        console = Console(record=True, width=200)
+        show(summary, console)
+        assert "SIMULATED: sim ran on the simulated engine" in console.export_text()
+    html = write_report(tmp_path / "run").read_text()
+    assert '<p class="banner">SIMULATED: sim ran on the simulated engine' in html
