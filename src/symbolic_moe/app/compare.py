@@ -1,7 +1,7 @@
 """`smoe compare`: several methods on one run (one pool, one benchmark, one store), over seeds.
 
 `report.evaluate` runs them and writes results.json and predictions.jsonl; this adds
-`compare.json` ({"format", "run_id", "methods": {method: {mean, std, ci95, calls_per_question,
+`compare.json` ({"format", "run_id", "simulated", "methods": {method: {mean, std, ci95, calls_per_question,
 tokens_per_question, category, label, models}}}; `run_id` is the one of the results.json written
 with it) and a table laid out like the paper's Table 1 (category, method, models, accuracy, cost). Methods share stored
 generations: a Debate's first round is Self-Consistency's first three samples, MoA's proposals
@@ -22,7 +22,7 @@ from rich.table import Table
 from ..methods import method_spec
 from ..run import Run
 from .report import FORMAT, evaluate, write_json_atomic
-from .report.results import accuracy_text, interval
+from .report.results import accuracy_text, interval, simulated_banner
 
 # method -> (Table 1 category, method, models): how the paper labels each row.
 ROWS: dict[str, tuple[str, str, str]] = {
@@ -92,7 +92,7 @@ def compare(run: Run, methods: Sequence[str], seeds: Sequence[int]) -> tuple[dic
             "label": label,
             "models": models,
         }
-    table = {"format": FORMAT, "run_id": summary["run_id"], "methods": rows}
+    table = {"format": FORMAT, "run_id": summary["run_id"], "simulated": summary["simulated"], "methods": rows}
     write_json_atomic(run.out / "compare.json", table)
     return table, summary
 
@@ -101,6 +101,8 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
     """The Table-1-style view: rows grouped by category in the order given."""
     # Piped to a file, rich would wrap the table at 80 columns: give it room instead.
     console = console or Console(width=None if sys.stdout.isatty() else 170)
+    if banner := simulated_banner(summary):
+        console.print(f"[bold red]{banner}[/bold red]", highlight=False)
     table = Table(title=f"{summary['config']} on {summary['benchmark']}")
     columns = ("category", "method", "models", "accuracy %", "95% interval", "n", "calls/q", "tokens/q", "loads/seed")
     for column in columns:

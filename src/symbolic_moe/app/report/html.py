@@ -16,7 +16,7 @@ from typing import Any
 
 from . import figures
 from .load import EtrReport, RunReport, load
-from .results import interval
+from .results import interval, simulated_banner
 
 TOP_SKILLS = 30  # profile heatmap columns: more are unreadable; the caption says how many exist
 
@@ -29,6 +29,7 @@ th { background: #f2f2f2; } td.l, th.l { text-align: left; }
 figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #eee; }
 figcaption, .note { color: #555; font-size: 0.9em; } code, pre { font-size: 0.85em; }
 pre { background: #f7f7f7; padding: 0.8em; overflow-x: auto; }
+.banner { background: #fde2e2; border: 2px solid #b00; color: #700; padding: 0.6em; font-weight: bold; }
 """
 
 
@@ -116,8 +117,10 @@ def _provenance(results: dict[str, Any]) -> str:
 
 def run_html(report: RunReport) -> str:
     r = report.results
+    banner = simulated_banner(r)
     parts = [
         f"<h1>{escape(str(r['config']))} on {escape(str(r['benchmark']))}</h1>",
+        f'<p class="banner">{escape(banner)}</p>' if banner else "",
         _note(
             f"{report.source}: {'comparison' if report.compare else 'run'} of {len(report.methods)} method(s); "
             f"loads {r['loads']}, wall {r['wall_seconds']:.1f} s, {r['tokens']['prompt']} prompt + "

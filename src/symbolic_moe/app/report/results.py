@@ -3,7 +3,9 @@
 results.json (FORMAT) holds, per method, the accuracy (mean and std over seeds, and a 95%
 interval from a seeded bootstrap over questions), calls, tokens, loads and wall time, plus where
 it came from (provenance.py): effective config, package version, data dir, input file hashes,
-and the hashes of the run-directory artifacts it was computed with.
+and the hashes of the run-directory artifacts it was computed with. `simulated` is true (and
+`simulated_models` names them) when any model of the run is on the `simulated` engine: its
+answers and times are simulated, and every table and report says so in a banner.
 
 results.json's `status` is "complete", or "partial" when some model failed for good (`failed`
 lists each: model, error, how many generations are missing, the questions left without its
@@ -91,10 +93,13 @@ def summarise(
         }
     usage = run.scheduler.report()
     totals = usage["totals"]
+    simulated = sorted(name for name, spec in run.config.all_models.items() if spec.engine == "simulated")
     return {
         "format": FORMAT,
         "run_id": uuid.uuid4().hex,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "simulated": bool(simulated),
+        "simulated_models": simulated,
         "bootstrap": BOOTSTRAP,
         **provenance(run),
         "config": run.config.name,
@@ -146,6 +151,17 @@ def write_predictions(run: Run, results: Sequence[MethodResult]) -> None:
     tmp.replace(path)
 
 
+def simulated_banner(summary: dict[str, Any]) -> str | None:
+    """The warning every table and report of a run with simulated models carries (None otherwise)."""
+    if not summary.get("simulated"):
+        return None
+    models = ", ".join(summary.get("simulated_models") or [])
+    return (
+        f"SIMULATED: {models} ran on the simulated engine; their answers, times and costs are a "
+        "simulation from a cost table, not measurements"
+    )
+
+
 def interval(ci95: Sequence[float]) -> str:
     """A 95% interval in percent, as the tables show it."""
     return f"{100 * ci95[0]:.1f}-{100 * ci95[1]:.1f}"
@@ -158,6 +174,8 @@ def accuracy_text(m: dict[str, Any]) -> str:
 
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
+    if banner := simulated_banner(summary):
+        console.print(f"[bold red]{banner}[/bold red]", highlight=False)
     table = Table(title=f"{summary['config']} on {summary['benchmark']}")
     for column in ("method", "accuracy", "95% interval", "n", "calls/q", "tokens/q"):
         table.add_column(column, justify="left" if column == "method" else "right")
