@@ -1,6 +1,7 @@
 """Issue 10 table: the learned router against fixed ensembles, Symbolic-MoE and oracles on the
-replay pools (real recorded outputs), public MMLU-Pro test split, seeds 0, 1, 2, mean +- std and
-calls per question on every row; plus an accuracy-vs-calls plot.
+replay pools (real recorded outputs), public MMLU-Pro test split, seeds 0, 1, 2, mean +- std, the
+95% bootstrap interval over questions and calls per question on every row, paired bootstrap
+intervals for the comparisons BENCHMARKS.md states; plus an accuracy-vs-calls plot.
 
     .venv/bin/python benchmarks/bench_router.py                    # both pools, ~10-15 min on 2 busy cores
     .venv/bin/python benchmarks/bench_router.py --pools small16
@@ -33,6 +34,7 @@ from bench_routing_replay import CONFIGS, WEIGHTINGS, cross_validate, run_method
 from symbolic_moe.config import load_config
 from symbolic_moe.routing import fit as router_fit
 from symbolic_moe.run import Run
+from symbolic_moe.stats import bootstrap_ci, paired_bootstrap_diff
 
 SEEDS = [0, 1, 2]
 ETR_FILES = {"small16": "router_etr_small16.json", "all29": "router_etr_all29.json"}
@@ -51,6 +53,7 @@ def row(label: str, result: dict[str, Any], family: str, **extra: Any) -> dict[s
         "family": family,
         "accuracy_mean": result["accuracy"],
         "accuracy_std": result["std"],
+        "ci95": bootstrap_ci(result["correct"]),
         "per_seed": result["per_seed_accuracy"],
         "calls_per_question": result["calls_per_question"],
         "seeds": result["seeds"],
@@ -63,9 +66,30 @@ def category_oracle(config: str, sets: list[str], out: Path) -> dict[str, Any]:
     run = Run(load_config(ROOT / config, sets + ["scheduler.progress=false"], out=out))
     correct = router_fit.labels(run, "test", run.test)
     categories = np.array([q.category for q in run.test])
-    right = sum(correct[categories == c].sum(axis=0).max() for c in sorted(set(categories)))
-    accuracy = float(right / len(run.test))
-    return {"accuracy": accuracy, "std": 0.0, "per_seed_accuracy": [accuracy], "calls_per_question": 1.0, "seeds": [0]}
+    best = {c: correct[categories == c].sum(axis=0).argmax() for c in sorted(set(categories))}
+    chosen = np.array([correct[i, best[c]] for i, c in enumerate(categories)], dtype=float)
+    order = np.argsort([q.id for q in run.test])  # questions in id order, as run_methods gives them
+    accuracy = float(chosen.mean())
+    return {
+        "accuracy": accuracy,
+        "std": 0.0,
+        "per_seed_accuracy": [accuracy],
+        "calls_per_question": 1.0,
+        "seeds": [0],
+        "correct": chosen[order][None, :],
+    }
+
+
+def paired_claims(
+    rows: list[dict[str, Any]], correct: dict[str, np.ndarray], twins: list[tuple[str, str]]
+) -> dict[str, dict[str, float | bool]]:
+    """Every learned-routing and Symbolic-MoE row against the fixed ensembles and the task-best
+    model, and each cross-fitted row against its validation-only twin: A - B on the same
+    questions with its paired 95% bootstrap interval."""
+    references = ["task-best single model", "top-3 vote", "top-5 weighted vote"]
+    pairs = [(r["method"], ref) for r in rows if r["family"] in ("router", "symbolic_moe") for ref in references]
+    pairs += twins
+    return {f"{a} - {b}": paired_bootstrap_diff(correct[a], correct[b]) for a, b in pairs}
 
 
 def test_brier(config: str, sets: list[str], out: Path) -> dict[str, float]:
@@ -98,11 +122,13 @@ def bench_pool(pool: str, work: Path) -> dict[str, Any]:
     margins = sorted({max(0.0, cascade["margin"] - 1.0), cascade["margin"], cascade["margin"] + 2.0})
     # -- test rows ------------------------------------------------------------------------------
     rows: list[dict[str, Any]] = []
+    correct: dict[str, np.ndarray] = {}
 
     def add(label, sets, method, family, **extra):
         name = label.replace(" ", "_").replace("=", "").replace(",", "")
         result = run_methods(config, sets, work / name, [method], SEEDS)[method]
         rows.append(row(label, result, family, **extra))
+        correct[label] = result["correct"]
         return result
 
     add("task-best single model", base, "task_best", "single")
@@ -130,19 +156,16 @@ def bench_pool(pool: str, work: Path) -> dict[str, Any]:
         )
         rows[-1]["mean_calls_from_info"] = statistics.fmean(i["mean_calls_per_question"] for i in info["info"].values())
     folds = ["router.cross_fit_folds=5"]
-    add(
-        f"router_vote k=3 ({kind}), cross-fitted +4/5 test labels",
-        rsets + ["recruit.k=3"] + folds,
-        "router_vote",
-        "router_more_labels",
-    )
-    add(
-        f"router_cascade margin={cascade['margin']:g} ({kind}), cross-fitted +4/5 test labels",
-        rsets + folds,
-        "router_cascade",
-        "router_more_labels",
-    )
-    rows.append(row("per-category oracle (chosen on test)", category_oracle(config, base, work / "cat"), "oracle"))
+    vote_fitted = f"router_vote k=3 ({kind}), cross-fitted +4/5 test labels"
+    add(vote_fitted, rsets + ["recruit.k=3"] + folds, "router_vote", "router_more_labels")
+    cascade_fitted = f"router_cascade margin={cascade['margin']:g} ({kind}), cross-fitted +4/5 test labels"
+    add(cascade_fitted, rsets + folds, "router_cascade", "router_more_labels")
+    twins = [
+        (vote_fitted, f"router_vote k=3 ({kind})"),
+        (cascade_fitted, f"router_cascade margin={cascade['margin']:g} k_max={cascade['k_max']} ({kind})"),
+    ]
+    oracle = category_oracle(config, base, work / "cat")
+    rows.append(row("per-category oracle (chosen on test)", oracle, "oracle"))
     add("per-question oracle (any model right)", base, "oracle", "oracle")
     rows.extend(etr_rows(pool))
     return {
@@ -153,6 +176,7 @@ def bench_pool(pool: str, work: Path) -> dict[str, Any]:
         "validation_cv_symbolic_moe": trim_cv,
         "test_brier": test_brier(config, rsets, work / "brier"),
         "rows": rows,
+        "paired": paired_claims(rows, correct, twins),
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -193,11 +217,13 @@ def plot(results: dict[str, Any], path: Path) -> None:
     for ax, pool in zip(axes[0], pools, strict=True):
         for r in results[pool]["rows"]:
             x, y = r["calls_per_question"], 100 * r["accuracy_mean"]
-            ax.errorbar(x, y, yerr=100 * r["accuracy_std"], fmt="o", color=colours.get(r["family"], "gray"), ms=5)
+            low, high = r.get("ci95") or (r["accuracy_mean"], r["accuracy_mean"])
+            yerr = [[100 * (r["accuracy_mean"] - low)], [100 * (high - r["accuracy_mean"])]]
+            ax.errorbar(x, y, yerr=yerr, fmt="o", color=colours.get(r["family"], "gray"), ms=5)
             ax.annotate(r["method"], (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("LLM calls per question (log scale)")
-        ax.set_ylabel("test accuracy % (mean ± std, seeds 0-2)")
+        ax.set_ylabel("test accuracy % (mean over seeds 0-2, 95% bootstrap interval over questions)")
         ax.set_title(f"MMLU-Pro test, replay {pool}")
         ax.grid(alpha=0.3)
         for family, colour in colours.items():
@@ -239,12 +265,14 @@ def main() -> None:
 
 def show(pool: str, data: dict[str, Any]) -> None:
     print(f"\n{pool}: chosen on validation {data['validation_cv']['chosen']} {data['validation_cv']['chosen_cascade']}")
-    print("| method | accuracy % | calls/q |\n|---|---:|---:|")
+    print("| method | accuracy % | 95% interval | calls/q |\n|---|---:|---:|---:|")
     for r in data["rows"]:
-        print(
-            f"| {r['method']} | {100 * r['accuracy_mean']:.2f} ± {100 * r['accuracy_std']:.2f} | "
-            f"{r['calls_per_question']:.2f} |"
-        )
+        ci = r.get("ci95")
+        interval = f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f}" if ci else "not stored"
+        print(f"| {r['method']} | {100 * r['accuracy_mean']:.2f} | {interval} | {r['calls_per_question']:.2f} |")
+    for claim, d in data.get("paired", {}).items():
+        verdict = "" if d["significant"] else " (not significant)"
+        print(f"{claim}: {100 * d['diff']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]{verdict}")
 
 
 if __name__ == "__main__":
