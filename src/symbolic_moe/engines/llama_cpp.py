@@ -220,11 +220,16 @@ def with_system_prompt(messages: Sequence[Message], system_prompt: str | None) -
 
 def free_cores(samples: int = 5) -> int:
     """Cores this process may use that other processes are not running on: the cores it is
-    allowed, less the runnable tasks of other processes (/proc/loadavg's running count minus this
-    process's own running threads, e.g. OpenMP threads still spinning after an embedding; the
-    median of a few samples 10 ms apart). Thread count changes speed only, never what llama.cpp
-    computes."""
+    allowed, less `busy_cores`. Thread count changes speed only, never what llama.cpp computes."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = busy_cores(samples)
+    return cores if busy is None else max(1, cores - busy)
+
+
+def busy_cores(samples: int = 5) -> int | None:
+    """Runnable tasks of other processes: /proc/loadavg's running count minus this process's own
+    running threads (e.g. OpenMP threads still spinning after an embedding), the median of a few
+    samples 10 ms apart; None where /proc cannot tell."""
     try:
         others = []
         for _ in range(samples):
@@ -232,9 +237,8 @@ def free_cores(samples: int = 5) -> int:
             others.append(running - _own_running_threads())
             time.sleep(0.01)
     except (OSError, ValueError, IndexError):
-        return cores
-    busy = max(0, sorted(others)[len(others) // 2])
-    return max(1, cores - busy)
+        return None
+    return max(0, sorted(others)[len(others) // 2])
 
 
 def _own_running_threads() -> int:
