@@ -5,6 +5,13 @@ The MMLU-Pro replay router is benchmarks/bench_etr_router.py.
     # routing only (no expert answers: hidden states are all it needs), 5 draws of the 4 + 2 groups
     .venv/bin/python benchmarks/bench_etr_eval.py --train 20 --eval 10 --loss 0 --lr 5e-3 --epochs 20 \
         --routing-only --dynamic-splits 5 --tag dynamic
+    # the same on held-out questions the runs above never looked at (11th-40th per domain)
+    .venv/bin/python benchmarks/bench_etr_eval.py --train 20 --eval 30 --eval-skip 10 --loss 0 --lr 5e-3 \
+        --epochs 20 --routing-only --dynamic-splits 5 --tag dynamic_fresh
+
+Every routing accuracy gets its 95% bootstrap interval over questions (`intervals` in the JSON;
+over the draws, each question counts with its mean over draws), and ETR-Dynamic (anchored) vs
+ETR-Static a paired interval of the difference.
 """
 
 from __future__ import annotations
@@ -16,15 +23,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from symbolic_moe.config import default_data_dir
 from symbolic_moe.etr.evaluate import mmlu_expert
 from symbolic_moe.etr.train import TrainConfig
+from symbolic_moe.stats import bootstrap_ci, paired_bootstrap_diff
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--train", type=int, default=50, help="training-half questions per domain")
     p.add_argument("--eval", type=int, default=30, help="held-out questions per domain")
+    p.add_argument("--eval-skip", type=int, default=0, help="held-out questions per domain passed over first")
     p.add_argument("--loss", type=int, default=10, help="questions per domain for loss-based query sets")
     p.add_argument("--profile", type=int, default=10, help="questions per domain for Symbolic-MoE profiles")
     p.add_argument("--work", type=Path, default=Path("runs/etr-bench"), help="hidden states and answers cache")
@@ -51,7 +62,9 @@ def main() -> None:
         config=config,
         routing_only=a.routing_only,
         dynamic_splits=a.dynamic_splits,
+        eval_skip=a.eval_skip,
     )
+    res["intervals"] = intervals(res)
     res["seconds"] = time.perf_counter() - start
     res["command"] = "benchmarks/bench_etr_eval.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
     (out / f"etr_mmlu_expert{tag}.json").write_text(json.dumps(res, indent=1))
@@ -60,6 +73,22 @@ def main() -> None:
         print(f"{name:24s} routing={m['routing_accuracy']} answer={answer}")
     if "dynamic_mean_over_splits" in res:
         print("dynamic, mean over splits:", res["dynamic_mean_over_splits"])
+    print(json.dumps(res["intervals"], indent=1))
+
+
+def intervals(res: dict) -> dict:
+    """95% bootstrap intervals of the routing accuracies, and anchored-dynamic minus static paired."""
+    out: dict = {name: bootstrap_ci(np.array(m["correct"])) for name, m in res["methods"].items() if "correct" in m}
+    splits = res.get("dynamic_splits", [])
+    modes = [key.removesuffix("_correct") for key in (splits[0] if splits else {}) if key.endswith("_correct")]
+    for mode in modes:
+        draws = np.array([s[f"{mode}_correct"] for s in splits], dtype=float)
+        out[f"dynamic_{mode}_mean_over_draws"] = bootstrap_ci(draws)
+        if "etr_static_domain" in res["methods"]:
+            static = np.array(res["methods"]["etr_static_domain"]["correct"], dtype=float)
+            out[f"dynamic_{mode}_draw0_minus_static"] = paired_bootstrap_diff(draws[0], static)
+            out[f"dynamic_{mode}_draws_minus_static"] = paired_bootstrap_diff(draws, np.tile(static, (len(draws), 1)))
+    return out
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from symbolic_moe.errors import ConfigError, DataError
+from symbolic_moe.etr.data import take_per_group
 from symbolic_moe.etr.plugins import (
     ExpertHead,
     ExpertToken,
@@ -27,6 +28,7 @@ from symbolic_moe.etr.train import (
     train_expert_tokens,
     word_logsumexp,
 )
+from symbolic_moe.types import Question
 
 
 def test_expert_rows_leave_word_token_logits_unchanged() -> None:
@@ -218,3 +220,14 @@ def test_anchored_extension_keeps_old_rows_and_old_routes() -> None:
     assert report["mean_margin_new_over_old_on_new_domains"] > 0 > report["mean_margin_new_over_old_on_old_domains"]
     with pytest.raises(ValueError, match="extension mode"):
         extend_head(words, states, sets, ["new"], old, cfg, "retrain")
+
+
+def test_take_per_group_skips_the_questions_scored_before() -> None:
+    """`skip` passes over each group's first questions (file order kept): a later evaluation can
+    score questions an earlier one never saw."""
+    questions = [Question(id=f"{d}{i}", question="?", answer="A", extra={"domain": d}) for i in range(5) for d in "xy"]
+    first = take_per_group(questions, "domain", 2)
+    later = take_per_group(questions, "domain", 2, skip=2)
+    assert [q.id for q in first] == ["x0", "y0", "x1", "y1"]
+    assert [q.id for q in later] == ["x2", "y2", "x3", "y3"]
+    assert [q.id for q in take_per_group(questions, "domain", None, skip=4)] == ["x4", "y4"]

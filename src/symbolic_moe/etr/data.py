@@ -83,13 +83,14 @@ def split_by_group(
     return first, rest
 
 
-def take_per_group(questions: Sequence[Question], group: str, n: int | None) -> list[Question]:
-    """The first `n` questions of each group (all when n is None), keeping file order."""
+def take_per_group(questions: Sequence[Question], group: str, n: int | None, skip: int = 0) -> list[Question]:
+    """The first `n` questions of each group (all when n is None) after its first `skip`, keeping
+    file order."""
     seen: dict[str, int] = defaultdict(int)
     out = []
     for q in questions:
         key = str(q.field(group))
-        if n is None or seen[key] < n:
+        if skip <= seen[key] and (n is None or seen[key] < skip + n):
             out.append(q)
-            seen[key] += 1
+        seen[key] += 1
     return out

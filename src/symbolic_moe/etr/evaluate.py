@@ -66,8 +66,13 @@ def train_head(
     return ExpertHead.from_rows(lm.model_id, names, rows, {"train": config.to_json()})
 
 
+def routed_right(chosen: list[str], questions: list[Question]) -> list[bool]:
+    """Per question, whether it went to its own domain's expert."""
+    return [c == q.field("domain") for c, q in zip(chosen, questions, strict=True)]
+
+
 def routing_accuracy(chosen: list[str], questions: list[Question]) -> float:
-    return float(np.mean([c == q.field("domain") for c, q in zip(chosen, questions, strict=True)]))
+    return float(np.mean(routed_right(chosen, questions)))
 
 
 def mmlu_expert(
@@ -84,15 +89,19 @@ def mmlu_expert(
     threads: int = 2,
     routing_only: bool = False,
     dynamic_splits: int = 1,
+    eval_skip: int = 0,
 ) -> dict[str, Any]:
     """`routing_only`: ETR heads and routing accuracy only (no expert answers, no prompt baselines:
     hidden states are all it needs). `dynamic_splits`: ETR-Dynamic over this many seeded draws of
-    the 4 + 2 expert groups (the first is the one reported as etr_dynamic_<mode>)."""
+    the 4 + 2 expert groups (the first is the one reported as etr_dynamic_<mode>; each draw's rows
+    hold every held-out question's routing as 0/1 under `<mode>_correct`). `eval_skip`: held-out
+    questions per domain passed over before the `eval_per_domain` scored ones (to score on
+    questions an earlier evaluation did not look at)."""
     config = config or TrainConfig(seed=seed)
     questions = read_questions(data_dir / "mmlu_expert" / "test.jsonl")
     train_all, held_all = split_by_group(questions, "domain", seed)
     train = take_per_group(train_all, "domain", train_per_domain)
-    held = take_per_group(held_all, "domain", eval_per_domain)
+    held = take_per_group(held_all, "domain", eval_per_domain, eval_skip)
     names = list(DOMAINS)
     lm, cache = MetaLM(meta_ref, n_threads=threads), HiddenCache(out_dir / "hidden")
     answers = AnswerCache(out_dir / "answers_mmlu_expert.json")
@@ -133,6 +142,7 @@ def mmlu_expert(
             grown = extend_head(lm.head, states, sets["domain"], group1, head0, config, mode, anchors)
             chosen = [grown.names[i] for i in route_states(eval_states, grown)]
             row[mode] = routing_accuracy(chosen, held)
+            row[f"{mode}_correct"] = routed_right(chosen, held)
             if split == 0:
                 routes[f"etr_dynamic_{mode}"] = chosen
                 diagnosis[mode] = diagnostics(eval_states, grown, group1, held_domains)
@@ -191,6 +201,7 @@ def _routing_result(
         }
         methods[name] = {
             "routing_accuracy": routing_accuracy(chosen, held),
+            "correct": routed_right(chosen, held),
             "distribution": dict(Counter(chosen)),
             "per_domain_routing": per_domain,
         }
@@ -201,6 +212,7 @@ def _routing_result(
             "meta_model": meta_model,
             "seed": seed,
             "eval_questions": len(held),
+            "eval_ids": [q.id for q in held],
             "train_config": config.to_json(),
             "query_set_sizes": {k: {d: len(v) for d, v in s.items()} for k, s in sets.items()},
             "routing_only": True,
