@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from symbolic_moe.config import load_config
 from symbolic_moe.engines import create_engine, engine_options
@@ -64,8 +65,6 @@ def _requests() -> list[ChatRequest]:
 @pytest.fixture(scope="module", autouse=True)
 def _torch_threads() -> Iterator[None]:
     """`n_threads` is process-wide: give the other test modules their thread count back."""
-    import torch
-
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
@@ -97,6 +96,25 @@ def test_batch_of_chats_with_token_counts_and_greedy_equal_to_one_at_a_time(smol
         assert (alone.text, alone.completion_tokens) == (out.text, out.completion_tokens)
     assert smol.stats.requests == 2 * len(requests)
     assert smol.stats.prompt_tokens == 2 * sum(lengths)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (device = 'cuda')")
+def test_cuda_batched_greedy_equals_one_at_a_time() -> None:
+    """The `device = "cuda"` path: the weights are on the GPU, and each row of a padded batch
+    decodes what it decodes alone."""
+    engine = create_engine("transformers", SMOL, {"device": "cuda", "batch_size": 3})
+    assert isinstance(engine, TransformersEngine)
+    try:
+        requests = _requests()
+        batched = engine.generate(requests, GREEDY)
+        assert engine.net is not None and engine.net.device.type == "cuda"
+        for request, out in zip(requests, batched, strict=True):
+            assert out.text.strip() and 0 < out.completion_tokens <= GREEDY.max_tokens
+            [alone] = engine.generate([request], GREEDY)
+            assert (alone.text, alone.completion_tokens) == (out.text, out.completion_tokens)
+    finally:
+        engine.unload()
 
 
 def test_seeded_sampling_repeats_and_ignores_batch_neighbours(smol: TransformersEngine) -> None:
