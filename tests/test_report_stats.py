@@ -29,3 +29,11 @@ def test_paired_bootstrap_diff_sees_a_consistent_gain_and_no_gain():
     assert same == {"diff": 0.0, "low": 0.0, "high": 0.0, "significant": False}
     swapped = paired_bootstrap_diff(np.array([1, 0] * 50), np.array([0, 1] * 50))  # same accuracy
     assert swapped["diff"] == 0.0 and not swapped["significant"]
+
+
+def test_accuracy_cell_shows_the_spread_over_seeds_only_where_there_is_one() -> None:
+    from symbolic_moe.app.report.results import accuracy_text
+
+    assert accuracy_text({"accuracy": 0.5, "std": 0.0, "seeds": [0, 1, 2]}) == "50.00"  # seeds changed nothing
+    assert accuracy_text({"accuracy": 0.5, "std": 0.0123, "seeds": [0, 1, 2]}) == "50.00 ± 1.23"
+    assert accuracy_text({"accuracy": 0.5, "std": 0.0, "seeds": [0]}) == "50.00"

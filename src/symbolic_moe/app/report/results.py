@@ -168,8 +168,11 @@ def interval(ci95: Sequence[float]) -> str:
 
 
 def accuracy_text(m: dict[str, Any]) -> str:
-    """A method's accuracy % for tables: mean, and ± std over seeds when there are several."""
-    return f"{100 * m['accuracy']:.2f}" + (f" ± {100 * m['std']:.2f}" if len(m["seeds"]) > 1 else "")
+    """A method's accuracy % for tables: mean, and ± std over seeds when the seeds gave different
+    accuracies. Where every seed gave the same (fixed models on replayed outputs) "± 0.00" would
+    say nothing; the 95% interval over questions beside it is the uncertainty."""
+    spread = len(m["seeds"]) > 1 and m["std"] > 0
+    return f"{100 * m['accuracy']:.2f}" + (f" ± {100 * m['std']:.2f}" if spread else "")
 
 
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
