@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from symbolic_moe.app.report.results import accuracy_text
 from symbolic_moe.stats import bootstrap_ci
 
 
@@ -32,8 +33,6 @@ def test_paired_bootstrap_diff_sees_a_consistent_gain_and_no_gain():
 
 
 def test_accuracy_cell_shows_the_spread_over_seeds_only_where_there_is_one() -> None:
-    from symbolic_moe.app.report.results import accuracy_text
-
     assert accuracy_text({"accuracy": 0.5, "std": 0.0, "seeds": [0, 1, 2]}) == "50.00"  # seeds changed nothing
     assert accuracy_text({"accuracy": 0.5, "std": 0.0123, "seeds": [0, 1, 2]}) == "50.00 ± 1.23"
     assert accuracy_text({"accuracy": 0.5, "std": 0.0, "seeds": [0]}) == "50.00"
