@@ -29,7 +29,6 @@ GREEDY = GenerationSettings(temperature=0.0, max_tokens=20)
 QUESTIONS = ["What is 2+2?", "Name a primary color.", "Capital of Italy?", "Who wrote Hamlet?", "What is H2O?"]
 
 needs_smol = pytest.mark.usefixtures("smollm2_installed")
-needs_gemma = pytest.mark.usefixtures("gemma_installed")
 
 
 def _engine(model: str, **options: object) -> LlamaCppEngine:
@@ -39,20 +38,20 @@ def _engine(model: str, **options: object) -> LlamaCppEngine:
 
 
 @pytest.fixture(scope="module")
-def smol() -> Iterator[LlamaCppEngine]:
+def smol(smollm2_installed: None) -> Iterator[LlamaCppEngine]:
     engine = _engine(SMOL)
     yield engine
     engine.unload()
 
 
 @pytest.fixture(scope="module")
-def gemma() -> Iterator[LlamaCppEngine]:
+def gemma(gemma_installed: None) -> Iterator[LlamaCppEngine]:
     engine = _engine(GEMMA)
     yield engine
     engine.unload()
 
 
-@pytest.fixture(params=[pytest.param(SMOL, marks=needs_smol), pytest.param(GEMMA, marks=needs_gemma)])
+@pytest.fixture(params=[SMOL, GEMMA])  # each engine fixture needs its model's package
 def engine(request: pytest.FixtureRequest) -> LlamaCppEngine:
     return request.getfixturevalue("smol" if request.param == SMOL else "gemma")
 
