@@ -5,8 +5,8 @@ The MMLU-Pro replay router is benchmarks/bench_etr_router.py.
     # routing only (no expert answers: hidden states are all it needs), 5 draws of the 4 + 2 groups
     .venv/bin/python benchmarks/bench_etr_eval.py --train 20 --eval 10 --loss 0 --lr 5e-3 --epochs 20 \
         --routing-only --dynamic-splits 5 --tag dynamic
-    # the same on held-out questions the runs above never looked at (11th-40th per domain)
-    .venv/bin/python benchmarks/bench_etr_eval.py --train 20 --eval 30 --eval-skip 10 --loss 0 --lr 5e-3 \
+    # the same on held-out questions the runs above never looked at (11th-30th per domain)
+    .venv/bin/python benchmarks/bench_etr_eval.py --train 20 --eval 20 --eval-skip 10 --loss 0 --lr 5e-3 \
         --epochs 20 --routing-only --dynamic-splits 5 --tag dynamic_fresh
 
 Every routing accuracy gets its 95% bootstrap interval over questions (`intervals` in the JSON;
