@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, computed_field
 
@@ -39,12 +39,11 @@ from .errors import ConfigError, EngineError
 from .grading import extract_answer
 from .inference.pipeline import Synthesis, cascade_experts, routed_plan, synthesize
 from .inference.recruit import Recruitment, question_rng
+from .methods import check_config
 from .preprocess import keywords
+from .run import Run
 from .types import Completion, Question
 from .voting import answer_as_text
-
-if TYPE_CHECKING:
-    from .run import Run
 
 _OPTION = re.compile(r"\(([A-J])\)")
 METHODS = ("symbolic_moe", "router_single", "router_vote", "router_cascade")  # what a Mixture answers with
@@ -169,9 +168,9 @@ class Mixture:
         """A mixture from a run config (TOML). `overrides` are applied like `--set`: dotted keys
         (`**{"recruit.k": 2}`) or nested keyword arguments (`recruit={"k": 2}`), merged key by key.
         `method`: one of METHODS (Symbolic-MoE recruitment, or a learned router)."""
-        from .run import Run
-
-        return cls(Run(load_config(path, values=_flatten(overrides)), data_dir), method)
+        config = load_config(path, values=_flatten(overrides))
+        check_config(config, str(path))
+        return cls(Run(config, data_dir), method)
 
     def prepare(self) -> None:
         """Profiles (and the aggregator choice when an LLM aggregates): computed once, from the

@@ -38,11 +38,16 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="recruitment/generat
 
 
 def open_run(config: Path, sets: list[str] | None, out: Path | None, data_dir: Path | None, methods=()):
-    """The run of a config, checked (config, both splits, models, `methods`) before any generation."""
+    """The run of a config, checked (config, method options, `methods`, both splits, models) before
+    any generation."""
+    # CLI start-up: the methods and the run (numpy, engines' registry) load only when a command runs
+    from ..methods import check_config
     from ..run import Run
 
-    run = Run(load_config(config, sets or [], out), data_dir)
-    run.check(methods)
+    loaded = load_config(config, sets or [], out)
+    check_config(loaded, str(config), methods)
+    run = Run(loaded, data_dir)
+    run.check()
     return run
 
 
@@ -173,6 +178,7 @@ def run_all(
 
 
 def _evaluate(config, sets, out, data_dir, methods, seed, seeds=None) -> None:
+    from ..methods import check_config
     from .report import evaluate as evaluate_methods
     from .report import print_summary
     from .report.html import write_report
@@ -180,7 +186,7 @@ def _evaluate(config, sets, out, data_dir, methods, seed, seeds=None) -> None:
     run = open_run(config, sets, out, data_dir)
     seeds = seeds or [run.config.seed if seed is None else seed]
     methods = methods or run.config.methods
-    run.check(methods)  # the splits and models are checked already; this adds the method names
+    check_config(run.config, str(config), methods)  # the config's methods, now that they are known
     summary = evaluate_methods(run, methods, seeds)
     print_summary(summary)
     console.print(f"wrote {run.out / 'results.json'} and {write_report(run.out)}")
