@@ -64,8 +64,8 @@ from pydantic import Field
 from ..errors import EngineError
 from ..types import ChatRequest, Completion, GenerationSettings, Message
 from .base import EngineOptions, TimedEngine, file_identity
+from .chat_template import PLAIN_STOP, merge_system, render_plain, with_system_prompt
 from .embedded import is_embedded, resolve_gguf
-from .llama_cpp import PLAIN_STOP, merge_system, render_plain, with_system_prompt
 
 INSTALL = "pip install 'transformers>=5,<6' 'accelerate>=1.1' (both are symbolic-moe base dependencies)"
 # Chat end-of-turn markers llama.cpp counts as end of generation besides EOS (llama-vocab.cpp).
