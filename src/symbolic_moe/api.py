@@ -32,8 +32,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, computed_field
 
+from . import router_fit
 from .config import load_config
 from .errors import ConfigError, EngineError
 from .grading import extract_answer
@@ -41,6 +43,7 @@ from .inference.pipeline import Synthesis, cascade_experts, routed_plan, synthes
 from .inference.recruit import Recruitment, question_rng
 from .methods import check_config
 from .preprocess import keywords
+from .routing.base import Signals, groups_of
 from .run import Run
 from .types import Completion, Question
 from .voting import answer_as_text
@@ -180,9 +183,7 @@ class Mixture:
                 return
             self.run.profiles()
             if self.method != "symbolic_moe":
-                from .routing import fit
-
-                fit.fitted(self.run)  # labels from the stored validation outputs, embeddings
+                router_fit.fitted(self.run)  # labels from the stored validation outputs, embeddings
             if self.run.config.aggregator.method == "llm" and self.method in ("symbolic_moe", "router_vote"):
                 self.run.aggregator()
             _ = self._known  # the benchmark's questions, read now rather than on a first request
@@ -283,14 +284,9 @@ class Mixture:
     def _probabilities(self, questions: list[Question], mapped: dict[str, list[str]]) -> Any:
         """Each pool model's predicted correctness on `questions` (the fitted router, the skills
         the keyword step gave them)."""
-        import numpy as np
-
-        from .routing import fit
-        from .routing.base import Signals
-
-        embeddings = fit.question_embedder(self.run).embed([q.question for q in questions])
-        signals = Signals(np.asarray(embeddings, dtype=np.float64), fit.groups_of(questions, mapped))
-        return fit.fitted(self.run).predict(signals)
+        embeddings = router_fit.question_embedder(self.run).embed([q.question for q in questions])
+        signals = Signals(np.asarray(embeddings, dtype=np.float64), groups_of(questions, mapped))
+        return router_fit.fitted(self.run).predict(signals)
 
     def _routed_plan(self, questions: list[Question], mapped: dict[str, list[str]]) -> Recruitment:
         """The k (1 for router_single) most likely correct models; their log-odds vote weights
