@@ -4,7 +4,7 @@
 The steps are the ones `smoe run` takes on a test question, and `smoe serve` answers through this
 module: skills from the keyword LLM (or a dataset field) -> mapped onto the profile vocabulary
 (MiniLM) -> k experts recruited -> experts run, batched per model -> optional discussion ->
-aggregation (`inference.pipeline.synthesize`). Two differences follow from questions arriving
+aggregation (`pipeline.synthesize`). Two differences follow from questions arriving
 one by one instead of as a test split:
 - recruitment (`Run.recruit`, the one `smoe run` uses, with the config's weighting and
   temperature) draws each question's experts from an RNG seeded by its seed and id
@@ -39,9 +39,9 @@ from . import router_fit
 from .config import load_config
 from .errors import ConfigError, EngineError
 from .grading import extract_answer
-from .inference.pipeline import Synthesis, cascade_experts, routed_plan, synthesize
 from .inference.recruit import Recruitment, question_rng
 from .methods import check_config
+from .pipeline import Synthesis, cascade_experts, routed_plan, synthesize
 from .preprocess import keywords
 from .routing.base import Signals, groups_of
 from .run import Run
@@ -321,7 +321,7 @@ class Mixture:
         aggregation: str,
         discussion: bool,
     ) -> list[Answer]:
-        """The recruited experts answer, then aggregation (inference.pipeline.synthesize)."""
+        """The recruited experts answer, then aggregation (pipeline.synthesize)."""
         result = synthesize(
             self.run,
             [r.question for r in requests],

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import router_fit as fit
 from ..grading import answer_key
-from ..inference.pipeline import cascade_experts, routed_plan, synthesize
+from ..pipeline import cascade_experts, routed_plan, synthesize
 from ..types import Question
 from ..voting import answer_as_text
 from .base import Prediction, method

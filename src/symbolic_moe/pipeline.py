@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..grading import answer_key
-from ..routing.decide import cascade, ranking, top_k, weights_for
-from ..types import Completion, Question
-from ..voting import answer_as_text, vote
-from .aggregate import discussion_round, llm_aggregate
-from .experts import Seeds, per_question, run_experts
-from .recruit import Recruitment
-
-if TYPE_CHECKING:
-    from ..run import Run
+from .grading import answer_key
+from .inference.aggregate import discussion_round, llm_aggregate
+from .inference.experts import Seeds, per_question, run_experts
+from .inference.recruit import Recruitment
+from .routing.decide import cascade, ranking, top_k, weights_for
+from .run import Run
+from .types import Completion, Question
+from .voting import answer_as_text, vote
 
 
 @dataclass
