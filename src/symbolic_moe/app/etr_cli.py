@@ -178,7 +178,7 @@ def evaluate(
     """MMLU-Expert routing/answer accuracy, or the MMLU-Pro replay router (writes results JSON)."""
     work.mkdir(parents=True, exist_ok=True)
     if which == "mmlu-expert":
-        from ..etr.evaluate import mmlu_expert
+        from .etr_mmlu_expert import mmlu_expert
 
         result = mmlu_expert(_data(data_dir), work, train_per_domain, eval_per_domain, seed=seed, threads=threads)
     elif which == "replay":
