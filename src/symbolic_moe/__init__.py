@@ -1,8 +1,8 @@
 """symbolic-moe: per-question, skill-based routing over a pool of LLMs (Symbolic-MoE), and
 Expert Token Routing. See README.md for the pipeline and `smoe --help` for the commands.
 
-The Python API (`Mixture`, `Answer`, ...) lives in `symbolic_moe.api`; it is imported on first
-use, so `import symbolic_moe` stays cheap (no engines, no torch)."""
+The Python API (`Mixture` in `symbolic_moe.api`; `Answer`, ... in `symbolic_moe.answers`) is
+imported on first use, so `import symbolic_moe` stays cheap (no engines, no torch)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ __version__ = "0.1.0"
 __all__ = ["Answer", "ExpertAnswer", "Mixture", "Question", "Request", "Usage", "__version__"]
 
 if TYPE_CHECKING:
-    from .api import Answer, ExpertAnswer, Mixture, Request, Usage
+    from .answers import Answer, ExpertAnswer, Request, Usage
+    from .api import Mixture
     from .types import Question
 
 
@@ -21,8 +22,12 @@ def __getattr__(name: str) -> Any:
         from .types import Question
 
         return Question
-    if name in __all__:
-        from . import api
+    if name == "Mixture":
+        from .api import Mixture
 
-        return getattr(api, name)
+        return Mixture
+    if name in __all__:
+        from . import answers
+
+        return getattr(answers, name)
     raise AttributeError(f"module 'symbolic_moe' has no attribute '{name}'")
