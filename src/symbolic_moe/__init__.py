@@ -13,20 +13,27 @@ __all__ = ["Answer", "ExpertAnswer", "Mixture", "Question", "Request", "Usage", 
 
 if TYPE_CHECKING:
     from .answers import Answer, ExpertAnswer, Request, Usage
+
+    # first use only: the API loads the whole pipeline (numpy, engines' registry)
     from .api import Mixture
+
+    # first use only (PEP 562): `import symbolic_moe` stays cheap
     from .types import Question
 
 
 def __getattr__(name: str) -> Any:
     if name == "Question":
+        # first use only (PEP 562): `import symbolic_moe` stays cheap
         from .types import Question
 
         return Question
     if name == "Mixture":
+        # first use only: the API loads the whole pipeline (numpy, engines' registry)
         from .api import Mixture
 
         return Mixture
     if name in __all__:
+        # first use only: `import symbolic_moe` stays cheap
         from . import answers
 
         return getattr(answers, name)

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .engines import engine_options
 from .errors import ConfigError
 from .types import GenerationSettings
 
@@ -271,8 +272,6 @@ def first_error(exc: ValidationError, prefix: str = "", unknown: str = "unknown 
 
 def _check_engine_options(source: str, where: str, spec: ModelSpec) -> None:
     """A misspelt or mistyped engine option fails here, before anything loads."""
-    from .engines import engine_options
-
     try:
         options_cls = engine_options(spec.engine)
     except ConfigError as exc:

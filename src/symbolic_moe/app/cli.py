@@ -178,9 +178,14 @@ def run_all(
 
 
 def _evaluate(config, sets, out, data_dir, methods, seed, seeds=None) -> None:
+    # CLI start-up: loaded when a command runs, not for `smoe --help`
     from ..methods import check_config
+
+    # CLI start-up: the report loads matplotlib
     from .report import evaluate as evaluate_methods
     from .report import print_summary
+
+    # CLI start-up: the report loads matplotlib
     from .report.html import write_report
 
     run = open_run(config, sets, out, data_dir)
@@ -208,6 +213,7 @@ def report(
     methods: Annotated[str | None, typer.Option(help="comma-separated methods to show (default: all)")] = None,
 ) -> None:
     """One self-contained HTML report (tables, figures inline) of a run, a comparison or an ETR evaluation."""
+    # CLI start-up: the report loads matplotlib
     from .report.html import write_report
 
     selected = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
@@ -238,6 +244,7 @@ def serve(
     ] = "symbolic_moe",
 ) -> None:
     """Serve the mixture as one model behind an OpenAI-compatible /v1/chat/completions."""
+    # CLI start-up: the web server loads only for `smoe serve`
     import uvicorn
 
     from ..api import Mixture
@@ -261,7 +268,10 @@ def compare_methods(
     data_dir: DataOpt = None,
 ) -> None:
     """Compare methods on one pool and benchmark (shared store); write compare.json and a Table-1 view."""
+    # CLI start-up: loaded when `smoe compare` runs
     from .compare import compare, print_compare
+
+    # CLI start-up: the report loads matplotlib
     from .report.html import write_report
 
     seed_list = parse_seeds(seeds)
@@ -274,6 +284,7 @@ def compare_methods(
 
 
 def _mount_etr() -> None:
+    # CLI start-up: the ETR sub-commands load torch/llama.cpp lazily too
     from .etr_cli import app as etr_app
 
     app.add_typer(etr_app, name="etr", help="Expert Token Routing: train, extend, route, evaluate.")

@@ -31,6 +31,7 @@ from ..etr.routing import route_states
 from ..etr.scoring import AnswerCache, meta_prompting_choice
 from ..etr.train import TrainConfig, train_head
 from ..etr.whitebox import HiddenCache, MetaLM
+from ..inference.recruit import recruit
 from ..types import Question
 
 DOMAINS = {
@@ -211,8 +212,6 @@ def _symbolic_moe_k1(
 ) -> list[str]:
     """Symbolic-MoE recruitment, k = 1, with each question's skills = its domain keyword: profiles
     from the experts' answers on a small training subset (+1 right, -1 wrong)."""
-    from ..inference.recruit import recruit
-
     profiles: dict[str, dict[str, int]] = {d: Counter() for d in names}
     for q in profile_set:
         for d in names:

@@ -61,6 +61,7 @@ from .requantize import TYPES as REQUANT_TYPES
 from .requantize import requantized_gguf
 
 if TYPE_CHECKING:  # llama_cpp (the C library) loads only when a model does
+    # heavy: llama_cpp (the C library) loads only when a model does
     from .llama_batch import LlamaModel
 
 
@@ -145,6 +146,7 @@ class LlamaCppEngine(TimedEngine):
     # --- lifecycle ---------------------------------------------------------------------------
 
     def _load(self) -> None:
+        # heavy: llama_cpp (the C library) loads only when a model does
         from .llama_batch import LlamaModel
 
         path = resolve_gguf(self.model, self.config.data_dir)
@@ -196,6 +198,7 @@ class LlamaCppEngine(TimedEngine):
     def _generate_locked(
         self, requests: list[ChatRequest], settings: GenerationSettings
     ) -> Iterator[tuple[int, Completion]]:
+        # heavy: llama_cpp (the C library) loads only when a model does
         from .llama_sequences import DecodeJob
 
         assert self.llm is not None

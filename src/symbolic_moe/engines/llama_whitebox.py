@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import EngineError
 from ..types import Message
@@ -33,6 +34,7 @@ Messages = Sequence[Message]
 def read_head(path: str | Path) -> np.ndarray:
     """The output head W_V (vocab x d, float32) of a GGUF file: `output.weight`, else the tied
     `token_embd.weight`."""
+    # heavy: the GGUF reader loads only when the head is read
     import gguf
 
     tensors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
@@ -67,6 +69,7 @@ class LlamaWhiteBox:
     def load(self) -> None:
         if self._llm is not None:
             return
+        # heavy: llama_cpp (the C library) loads only when the model does
         import llama_cpp
 
         self._llm = llama_cpp.Llama(
@@ -105,8 +108,6 @@ class LlamaWhiteBox:
 
     @cached_property
     def _template(self) -> Any:
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
         source = self.llm.metadata.get("tokenizer.chat_template")
         if not source:
             raise EngineError(f"{self.path.name}: no chat template in the GGUF metadata")
@@ -136,6 +137,7 @@ class LlamaWhiteBox:
         return self.llm.detokenize(list(tokens)).decode("utf-8", "ignore")
 
     def is_end(self, token: int) -> bool:
+        # heavy: llama_cpp (the C library) loads only when the model does
         import llama_cpp
 
         return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
@@ -143,6 +145,7 @@ class LlamaWhiteBox:
     # -- forward passes -------------------------------------------------------------------
 
     def _states(self, rows: int) -> np.ndarray:
+        # heavy: llama_cpp (the C library) loads only when the model does
         import llama_cpp
 
         ctx, out = self.llm._ctx.ctx, np.empty((rows, self.dim), dtype=np.float32)
@@ -154,6 +157,7 @@ class LlamaWhiteBox:
     def hidden(self, tokens: Sequence[int], all_positions: bool = False) -> np.ndarray:
         """Final hidden states after `tokens`: the last one (d,), or every position's (n, d)
         when `all_positions` (needed for response log-probs)."""
+        # heavy: llama_cpp (the C library) loads only when the model does
         import llama_cpp
 
         tokens = list(tokens)

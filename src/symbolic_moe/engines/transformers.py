@@ -92,6 +92,7 @@ OUTPUT_OPTIONS = frozenset({"dtype", "gguf_file", "revision", "chat_template", "
 
 def _torch() -> Any:
     try:
+        # heavy: torch loads only when the model does
         import torch
         import transformers  # noqa: F401
     except ImportError as exc:
@@ -186,6 +187,7 @@ class TransformersEngine(TimedEngine):
 
     def _load(self) -> None:
         torch = _torch()
+        # heavy: transformers loads only when the model does
         import transformers
 
         if not self.config.verbose:

@@ -52,6 +52,7 @@ def expert_token_loss(hidden, targets, rows, lse_words, frozen=None):  # type: i
     hidden (n, d), targets (n,) indices into `rows` (the trained experts), rows (E, d),
     lse_words (n,) the word-token logsumexp, frozen (F, d) or None: other experts' rows that take
     part in the softmax but are not trained (they come after the trained rows in the logits)."""
+    # heavy: torch loads only to train expert tokens
     import torch
 
     expert_logits = hidden @ rows.T
@@ -82,6 +83,7 @@ def train_expert_tokens(
     mean losses. A query in several experts' query sets appears once per expert. With `frozen`
     (F x d), a target n_experts + f means "the frozen expert f": such anchor queries teach the new
     rows to lose where an old expert should win (plug-in extension, etr/extend.py)."""
+    # heavy: torch loads only to train expert tokens
     import torch
 
     config = config or TrainConfig()
