@@ -131,7 +131,9 @@ def execute_group(
                         deliver(key, completion)
                         done.add(key)
                 finally:
-                    stream.close()
+                    close = getattr(stream, "close", None)  # a generator: stop the engine's work now
+                    if close is not None:
+                        close()
     except Exception as exc:  # the model failed: isolate it, keep everything delivered
         if isinstance(exc, _DeliverError):
             raise exc.cause from None
@@ -149,7 +151,15 @@ def execute_group(
     after = (stats.loads, stats.load_seconds, stats.unload_seconds, stats.generate_seconds)
     deltas = [a - b for a, b in zip(after, before, strict=True)]
     undone = [key for key, _, _ in group.items if key not in done] if error else []
-    return GroupOutcome(group.model, int(deltas[0]), *deltas[1:], error=error, undone=undone)
+    return GroupOutcome(
+        group.model,
+        loads=int(deltas[0]),
+        load_seconds=deltas[1],
+        unload_seconds=deltas[2],
+        generate_seconds=deltas[3],
+        error=error,
+        undone=undone,
+    )
 
 
 class _DeliverError(Exception):

@@ -60,9 +60,9 @@ def synthesize(
         return Synthesis([c.text for c in completions], texts, aggregator, steps)
     index = {m: i for i, m in enumerate(plan.models)}
     finals = []
-    for q, row, experts, probs in zip(questions, texts, plan.experts, plan.probabilities, strict=True):
+    for q, answers, experts, probs in zip(questions, texts, plan.experts, plan.probabilities, strict=True):
         weights = [float(probs[index[m]]) for m in experts] if aggregation == "weighted" else None
-        finals.append(answer_as_text(vote(q, row, weights), q))
+        finals.append(answer_as_text(vote(q, answers, weights), q))
     return Synthesis(finals, texts, aggregation, steps)
 
 

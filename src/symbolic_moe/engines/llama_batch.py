@@ -277,10 +277,10 @@ class LlamaModel:
                     slot = d.slots[s]
                     assert slot is not None
                     if not slot.tokens:  # the prompt is complete: hand it on before sampling
-                        d.held[s] = tuple(slot.job.prompt)
+                        prompt = d.held[s] = tuple(slot.job.prompt)
                         for follower in self._share_prompt(d, s, out_index):
                             self._release(d, follower)
-                        self._sample_starts(d, d.held[s], out_index)
+                        self._sample_starts(d, prompt, out_index)
                     token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, out_index)
                     if self._advance(slot, token) is not None:
                         self._release(d, slot)

@@ -56,7 +56,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import Field
@@ -206,7 +206,7 @@ class TransformersEngine(TimedEngine):
             with quiet:
                 tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
                 net = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
-            net.to(self.config.device).eval()
+            cast(Any, net).to(self.config.device).eval()  # transformers' typing of `to` rejects a device string
         except (OSError, ValueError, RuntimeError, KeyError, AssertionError) as exc:
             # AssertionError: torch's "not compiled with CUDA enabled" for a device it lacks.
             raise EngineError(f"transformers could not load '{self.model}' on {self.config.device}: {exc}") from exc
