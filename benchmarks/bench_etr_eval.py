@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from symbolic_moe.app.etr_mmlu_expert import mmlu_expert
 from symbolic_moe.config import default_data_dir
-from symbolic_moe.etr.evaluate import mmlu_expert
 from symbolic_moe.etr.train import TrainConfig
 from symbolic_moe.stats import bootstrap_ci, paired_bootstrap_diff
 
