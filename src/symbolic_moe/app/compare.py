@@ -105,13 +105,13 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
     # Piped to a file, rich would wrap the table at 80 columns: give it room instead.
     console = console or Console(width=None if sys.stdout.isatty() else 170)
     table = Table(title=f"{summary['config']} on {summary['benchmark']}")
-    columns = ("category", "method", "models", "accuracy %", "95% interval", "n", "calls/q", "USD/q", "tokens/q")
-    columns += ("loads/seed",)
+    columns = ["category", "method", "models", "accuracy %", "95% interval", "n", "calls/q", "USD/q", "tokens/q"]
+    columns.append("loads/seed")
     for column in columns:
         table.add_column(column, justify="left" if column in ("category", "method", "models") else "right")
     last = None
     for name, m in summary["methods"].items():
-        first_info = next(iter(m["info"].values()), {})
+        first_info: dict[str, Any] = next(iter(m["info"].values()), {})
         category, label, models = describe(name, first_info)
         loads = sum(m["loads_per_seed"]) / max(len(m["loads_per_seed"]), 1)
         table.add_row(
