@@ -17,6 +17,11 @@ and not tried again in this run (its later jobs fail at once with the same error
 an answer come back as `Completion(text=None, finish_reason="error")`, which methods treat like
 an unparseable answer; nothing about them is stored, so running again generates only them.
 
+Costs: every completion `run` hands out carries `cost_usd` (`pricing.priced`: the engine's
+recorded cost, else the model's `price` on its tokens; None: unpriced), applied when handed out,
+never stored, so a changed price needs no new generation. Inside `with scheduler.metering()` each
+call asked for is listed as a `pricing.Charge` (step = the `label`); methods report from those.
+
 Accounting: `usage[model]` counts this process's generations and engine time, and separately
 (`run_*` fields) the tokens and seconds of every distinct generation the run used, whether
 generated now or read from the store (e.g. made by an earlier process that was killed).
@@ -26,7 +31,8 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +52,7 @@ from .executor import (
     execute_group,
     split_groups,
 )
+from .pricing import Charge, priced
 from .store import GenerationStore, generation_key
 from .types import ChatRequest, Completion, GenerationSettings
 
@@ -163,6 +170,7 @@ class Scheduler:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    ledger: list[Charge] | None = None  # while metering: one Charge per call asked for
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _identities: dict[str, dict[str, Any]] = field(default_factory=dict)
     _used: set[str] = field(default_factory=set)
@@ -215,11 +223,27 @@ class Scheduler:
                     for outcome in self.executor.run_groups(runnable, deliver) if runnable else []:
                         self._record(outcome, todo)
                         advance(len(outcome.undone))
-        ordered = [results.get(key) or Completion(text=None, finish_reason="error") for key, _ in keyed]
-        self.calls += len(ordered)
-        self.prompt_tokens += sum(c.prompt_tokens for c in ordered)
-        self.completion_tokens += sum(c.completion_tokens for c in ordered)
+        missing = Completion(text=None, finish_reason="error")
+        ordered = [priced(self.pool.specs[job.model].price, results.get(key) or missing) for key, job in keyed]
+        with self._lock:
+            self.calls += len(ordered)
+            self.prompt_tokens += sum(c.prompt_tokens for c in ordered)
+            self.completion_tokens += sum(c.completion_tokens for c in ordered)
+            if self.ledger is not None:
+                self.ledger.extend(
+                    Charge(label, job.model, job.request.question_id, c.prompt_tokens, c.completion_tokens, c.cost_usd)
+                    for (_, job), c in zip(keyed, ordered, strict=True)
+                )
         return ordered
+
+    @contextmanager
+    def metering(self) -> Iterator[list[Charge]]:
+        """Within the block, every call asked for is appended to the yielded list (one Charge)."""
+        previous, self.ledger = self.ledger, []
+        try:
+            yield self.ledger
+        finally:
+            self.ledger = previous
 
     # -- planning, delivery, outcomes ----------------------------------------------------------
 

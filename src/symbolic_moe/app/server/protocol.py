@@ -120,9 +120,16 @@ def response_meta() -> dict[str, Any]:
     return {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()), "model": MODEL_ID}
 
 
-def usage(answer: Answer) -> dict[str, int]:
+def usage(answer: Answer) -> dict[str, Any]:
+    """OpenAI's usage fields, plus `cost_usd` (an extension: USD of the generations the answer
+    used, null when one came from an unpriced model)."""
     u = answer.usage
-    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens}
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+        "cost_usd": u.cost_usd,
+    }
 
 
 def details(answer: Answer) -> dict[str, Any]:
