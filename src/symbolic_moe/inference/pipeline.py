@@ -84,10 +84,13 @@ def cascade_experts(
     k_max: int,
     seed: Seeds,
     label: str = "router cascade",
+    order: Any = None,
 ) -> CascadeAnswers:
     """Ask pool models best-first by predicted correctness (routing.decide.cascade), one batched
     round per rank, until each question's weighted margin passes `margin` or `k_max` answered.
-    `seed`: one for all questions or one per question (a served batch)."""
+    `seed`: one for all questions or one per question (a served batch); `order`: per question
+    the models in the order to ask them (negative entries end a list), instead of best-first
+    (cost-aware routing: a budget, the frugal order)."""
     from ..grading import answer_key
     from ..routing.decide import cascade, ranking, weights_for
     from .experts import per_question, run_experts
@@ -103,5 +106,6 @@ def cascade_experts(
         return [answer_key(row[0].text, question) for question, row in zip(subset, rows, strict=True)]
 
     options = [len(q.choices) if q.choices else None for q in questions]
-    result = cascade(ranking(probabilities), weights_for(probabilities, options), margin, k_max, ask)
+    order = ranking(probabilities) if order is None else order
+    result = cascade(order, weights_for(probabilities, options), margin, k_max, ask)
     return CascadeAnswers(result.answers, result.asked, result.responses, completions)

@@ -7,7 +7,12 @@ pool model is to answer correctly (`routing/`); these methods spend expert calls
   expert) decides, or the task aggregator synthesizes with `aggregator.method = "llm"` (k + 1 calls);
 - `router_cascade`: models answer best-first, one round per rank, until the weighted margin of the
   leading answer reaches `router.margin` or `router.k_max` experts have answered; the mean calls
-  per question it spent is reported in the result info.
+  per question it spent is reported in the result info;
+- `router_frugal` (issue 18): a cost-aware cascade: per question, the models no cheaper model
+  beats on predicted correctness, cheapest first (`routing.cost.frugal_order`), until the weighted
+  margin reaches `router.frugal_margin` or `router.frugal_k_max` have answered.
+With `router.cost_weight` (lambda) the experts of the first three are ranked by p - lambda x
+expected cost (USD per 1,000 questions); with `router.budget` no question's calls may cost more.
 Each is a plain function of (run, questions, probabilities, seed) behind its registered name.
 """
 
@@ -23,7 +28,8 @@ from ..inference.aggregate import answer_as_text, llm_aggregate
 from ..inference.experts import run_experts
 from ..inference.pipeline import cascade_experts
 from ..routing import fit
-from ..routing.decide import leader, ranking, tally, weights_for
+from ..routing.cost import expert_order, frugal_plan
+from ..routing.decide import leader, tally, weights_for
 from ..types import Question
 from .base import Prediction, method
 
@@ -38,10 +44,12 @@ def _options(questions: Sequence[Question]) -> list[int | None]:
 def route_vote(
     run: Run, questions: Sequence[Question], probabilities: np.ndarray, k: int, seed: int, aggregation: str = "vote"
 ) -> tuple[list[Prediction], dict[str, Any]]:
-    """The k most likely models per question answer (one batch); weighted vote or LLM synthesis."""
-    models = run.experts
+    """The k most likely models per question answer (one batch); weighted vote or LLM synthesis.
+    With `router.cost_weight` or `router.budget` the k best by p - cost_weight x cost that fit
+    the budget (routing.cost.expert_order)."""
+    models, cfg = run.experts, run.config.router
     k = min(k, len(models))
-    order = ranking(probabilities)[:, :k]
+    order = [[int(m) for m in row if m >= 0] for row in _order(run, probabilities, k)]
     experts = [[models[m] for m in row] for row in order]
     texts = [[c.text for c in row] for row in run_experts(questions, experts, run.scheduler, seed, "router experts")]
     weights = weights_for(probabilities, _options(questions))
@@ -64,15 +72,33 @@ def route_vote(
         )
         for i, (q, final, names, row) in enumerate(zip(questions, finals, experts, texts, strict=True))
     ]
-    return predictions, {"aggregator": aggregator, "k": k, "router": run.config.router.kind}
+    info = {"aggregator": aggregator, "k": k, "router": cfg.kind}
+    if fit.cost_aware(run):
+        info |= {"cost_weight": cfg.cost_weight, "budget": cfg.budget}
+    return predictions, info
+
+
+def _order(run: Run, probabilities: np.ndarray, k: int) -> np.ndarray:
+    """Up to k experts per question (NONE-padded): best-first, or cost-aware when priced."""
+    cfg = run.config.router
+    costs = fit.costs(run) if fit.cost_aware(run) else None
+    return expert_order(probabilities, costs, cfg.cost_weight, cfg.budget, k)
 
 
 def route_cascade(
-    run: Run, questions: Sequence[Question], probabilities: np.ndarray, margin: float, k_max: int, seed: int
+    run: Run,
+    questions: Sequence[Question],
+    probabilities: np.ndarray,
+    margin: float,
+    k_max: int,
+    seed: int,
+    order: np.ndarray | None = None,
+    label: str = "router cascade",
 ) -> tuple[list[Prediction], dict[str, Any]]:
-    """Best-first cascade: round r asks the r-th most likely model of every open question."""
+    """A cascade: round r asks the r-th model of `order` (default: the most likely first) of
+    every open question, until the weighted margin passes `margin` or `k_max` have answered."""
     models = run.experts
-    result = cascade_experts(run, questions, probabilities, margin, k_max, seed)
+    result = cascade_experts(run, questions, probabilities, margin, k_max, seed, label, order)
     predictions = [
         Prediction.grade(
             q,
@@ -86,19 +112,25 @@ def route_cascade(
         )
     ]
     spent = [len(a) for a in result.asked]
-    info = {
+    info: dict[str, Any] = {
         "router": run.config.router.kind,
         "margin": margin,
         "k_max": k_max,
         "mean_calls_per_question": float(np.mean(spent)) if spent else 0.0,
         "experts_asked_histogram": {str(n): spent.count(n) for n in sorted(set(spent))},
     }
+    if all(c.cost_usd is not None for row in result.completions for c in row):
+        dollars = [sum(c.cost_usd or 0.0 for c in row) for row in result.completions]
+        info |= {"budget": run.config.router.budget, "max_cost_per_question": max(dollars, default=0.0)}
     return predictions, info
 
 
 def _prepare(run: Run) -> None:
-    """Fit the router and predict the scored split before metering starts (labels, embeddings)."""
+    """Fit the router and predict the scored split before metering starts (labels, embeddings;
+    with cost-aware settings the prices, so an unpriced model fails before any call)."""
     fit.predict_scored(run)
+    if fit.cost_aware(run):
+        fit.costs(run)
 
 
 def _prepare_vote(run: Run) -> None:
@@ -121,4 +153,22 @@ def router_vote(run: Run, seed: int):
 @method("router_cascade", prepare=_prepare)
 def router_cascade(run: Run, seed: int):
     cfg = run.config.router
-    return route_cascade(run, run.test, fit.predict_scored(run), cfg.margin, cfg.k_max, seed)
+    probabilities = fit.predict_scored(run)
+    order = _order(run, probabilities, cfg.k_max) if fit.cost_aware(run) else None
+    return route_cascade(run, run.test, probabilities, cfg.margin, cfg.k_max, seed, order)
+
+
+def _prepare_frugal(run: Run) -> None:
+    _prepare(run)
+    fit.costs(run)  # prices of every pool model (an unpriced one is an error before any call)
+
+
+@method("router_frugal", prepare=_prepare_frugal)
+def router_frugal(run: Run, seed: int):
+    cfg = run.config.router
+    probabilities = fit.predict_scored(run)
+    weights = weights_for(probabilities, _options(run.test))
+    order = frugal_plan(probabilities, weights, fit.costs(run), cfg.budget, cfg.frugal_k_max)
+    return route_cascade(
+        run, run.test, probabilities, cfg.frugal_margin, cfg.frugal_k_max, seed, order, "router frugal"
+    )

@@ -83,12 +83,13 @@ def cascade(order: np.ndarray, weights: np.ndarray, threshold: float, k_max: int
     """Best-first cascade over all questions at once: round r asks the r-th ranked model of every
     question still open, in one batch (so each model loads once per round).
 
-    `order` (n x models) ranks the models; `weights` (n x models) is each model's vote weight."""
+    `order` (n x models) ranks the models, a negative entry ending a question's list (a budget,
+    a frugal order); `weights` (n x models) is each model's vote weight."""
     n = len(order)
     k_max = min(k_max, order.shape[1])
     asked: list[list[int]] = [[] for _ in range(n)]
     responses: list[list[str | None]] = [[] for _ in range(n)]
-    open_questions = list(range(n))
+    open_questions = [q for q in range(n) if k_max and order[q, 0] >= 0]
     for r in range(k_max):
         if not open_questions:
             break
@@ -99,7 +100,7 @@ def cascade(order: np.ndarray, weights: np.ndarray, threshold: float, k_max: int
         still_open = []
         for q in open_questions:
             totals = tally(responses[q], [weights[q, m] for m in asked[q]])
-            remaining = [float(weights[q, int(m)]) for m in order[q, r + 1 : k_max]]
+            remaining = [float(weights[q, int(m)]) for m in order[q, r + 1 : k_max] if m >= 0]
             if not should_stop(totals, remaining, threshold):
                 still_open.append(q)
         open_questions = still_open
