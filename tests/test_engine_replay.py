@@ -45,8 +45,10 @@ def test_returns_recorded_outputs_relative_to_data_dir() -> None:
     recorded = raw("Llama-2-7b-hf")
     assert [c.text for c in completions] == [recorded[i]["output"] for i in ids]
     for completion in completions:
-        assert completion.completion_tokens == len(completion.text.split()) > 0
-        assert completion.prompt_tokens == 0
+        # SmolLM2's BPE: at least a token per word (more for numbers and punctuation)
+        assert len(completion.text) > completion.completion_tokens >= len(completion.text.split()) > 0
+        assert completion.prompt_tokens == 2  # "any" + " prompt": the request as sent
+        assert completion.cost_usd is None  # MMLU-Pro recordings carry no cost: the price decides
     assert engine.stats.loads == 1 and engine.stats.requests == 3
     assert len(engine.records) == 2450
     engine.unload()

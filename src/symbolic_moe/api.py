@@ -49,11 +49,13 @@ METHODS = ("symbolic_moe", "router_single", "router_vote", "router_cascade")  # 
 
 
 class Usage(BaseModel):
-    """Generations one answer used (stored ones included: they are what the answer cost)."""
+    """Generations one answer used (stored ones included: they are what the answer cost), and
+    their cost in USD (`pricing`; None when one of them came from an unpriced model)."""
 
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float | None = 0.0
 
     @computed_field
     @property
@@ -63,10 +65,13 @@ class Usage(BaseModel):
     @classmethod
     def of(cls, completions: Iterable[Completion]) -> Usage:
         done = list(completions)
+        costs = [c.cost_usd for c in done]
+        priced = [cost for cost in costs if cost is not None]
         return cls(
             calls=len(done),
             prompt_tokens=sum(c.prompt_tokens for c in done),
             completion_tokens=sum(c.completion_tokens for c in done),
+            cost_usd=sum(priced) if len(priced) == len(costs) else None,
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
+from .pricing import Price
 from .types import GenerationSettings
 
 
@@ -36,6 +37,9 @@ class ModelSpec(_Strict):
     resources: dict[str, float] = Field(default_factory=dict)
     # Device memory the loaded model takes (residency budget); engines that know it override it.
     memory_gb: float | None = Field(None, ge=0)
+    # USD: {input, output} per 1M tokens or {per_call}; None: unpriced (pricing.py). Default:
+    # the entry of this name in the config's `prices` table.
+    price: Price | None = None
 
 
 class BenchmarkConfig(_Strict):
@@ -140,6 +144,9 @@ class RunConfig(_Strict):
     router: RouterConfig = RouterConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     method_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # A price table (TOML, relative to the config file): `[prices."<model name>"]` entries, each a
+    # `price`, for the pool and extra models that state none of their own.
+    prices: str | None = None
 
     @model_validator(mode="after")
     def _names_resolve(self) -> RunConfig:
@@ -253,12 +260,15 @@ def load_config(
         set_dotted(raw, dotted, value, what="override")
     if out is not None:
         raw["out"] = str(out)
-    return parse_config(raw, source=str(path))
+    return parse_config(raw, source=str(path), base_dir=path.parent)
 
 
-def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
-    """A validated RunConfig: the schema, every model's engine options (against its engine's
-    Options), and every method's options (against the method's options model)."""
+def parse_config(raw: dict[str, Any], source: str = "<config>", base_dir: Path | None = None) -> RunConfig:
+    """A validated RunConfig: the price table merged in (`prices`, relative to `base_dir`), the
+    schema, every model's engine options (against its engine's Options), and every method's
+    options (against the method's options model)."""
+    if isinstance(raw.get("prices"), str):
+        _merge_prices(raw, _read_prices(Path(base_dir or ".") / raw["prices"]))
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as exc:
@@ -270,11 +280,41 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
     return config
 
 
+def _read_prices(path: Path) -> dict[str, dict[str, Any]]:
+    """A price table: `[prices."<model>"]` entries, each checked as a Price (errors name the file
+    and model)."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"prices: price table not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    unknown = sorted(set(raw) - {"prices"})
+    table = raw.get("prices")
+    if unknown or not isinstance(table, dict):
+        raise ConfigError(f"{path}: expected only a [prices] table of models (found {unknown or 'no prices'})")
+    for name, entry in table.items():
+        try:
+            Price.model_validate(entry)
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: {_first_error(exc, f'prices.{name}.')}") from None
+    return table
+
+
+def _merge_prices(raw: dict[str, Any], table: dict[str, dict[str, Any]]) -> None:
+    """Give each pool and extra model without a `price` of its own the table's entry of its name."""
+    for section in ("pool", "models"):
+        models = raw.get(section)
+        for name, spec in models.items() if isinstance(models, dict) else ():
+            if isinstance(spec, dict) and "price" not in spec and name in table:
+                spec["price"] = dict(table[name])
+
+
 def _first_error(exc: ValidationError, prefix: str = "", unknown: str = "unknown key") -> str:
     """pydantic's first error as `dotted.field: message (and N more)`."""
     first = exc.errors()[0]
     where = prefix + ".".join(str(p) for p in first["loc"]) or "(top level)"
-    message = unknown if first["type"] == "extra_forbidden" else first["msg"]
+    message = unknown if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return f"{where}: {message}{more}"
 

@@ -17,6 +17,14 @@ and not tried again in this run (its later jobs fail at once with the same error
 an answer come back as `Completion(text=None, finish_reason="error")`, which methods treat like
 an unparseable answer; nothing about them is stored, so running again generates only them.
 
+Costs: every completion `run` hands out carries `cost_usd`, the cost the engine recorded for the
+call (a replay record's `cost`) or else the model's `price` applied to its tokens (`pricing`);
+None for an unpriced model. Prices are applied here, when a generation is handed out, never
+stored: a changed price needs no new generation. Inside `with scheduler.metering() as charges`
+each call asked for (generated or reused) is also listed as a `pricing.Charge` (step = the
+`label`, model, question, tokens, cost), which is how methods report cost per model, step and
+question.
+
 Accounting: `usage[model]` counts this process's generations and engine time, and separately
 (`run_*` fields) the tokens and seconds of every distinct generation the run used, whether
 generated now or read from the store (e.g. made by an earlier process that was killed).
@@ -26,7 +34,8 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +55,7 @@ from .executor import (
     execute_group,
     split_groups,
 )
+from .pricing import Charge, call_cost
 from .store import GenerationStore, generation_key
 from .types import ChatRequest, Completion, GenerationSettings
 
@@ -156,6 +166,7 @@ class Scheduler:
     calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    ledger: list[Charge] | None = None  # while metering: one Charge per call asked for
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _identities: dict[str, dict[str, Any]] = field(default_factory=dict)
     _used: set[str] = field(default_factory=set)
@@ -208,11 +219,39 @@ class Scheduler:
                     for outcome in self.executor.run_groups(runnable, deliver) if runnable else []:
                         self._record(outcome, todo)
                         advance(len(outcome.undone))
-        ordered = [results.get(key) or Completion(text=None, finish_reason="error") for key, _ in keyed]
-        self.calls += len(ordered)
-        self.prompt_tokens += sum(c.prompt_tokens for c in ordered)
-        self.completion_tokens += sum(c.completion_tokens for c in ordered)
+        ordered = [
+            self._priced(job.model, results.get(key) or Completion(text=None, finish_reason="error"))
+            for key, job in keyed
+        ]
+        with self._lock:
+            self.calls += len(ordered)
+            self.prompt_tokens += sum(c.prompt_tokens for c in ordered)
+            self.completion_tokens += sum(c.completion_tokens for c in ordered)
+            if self.ledger is not None:
+                self.ledger.extend(
+                    Charge(label, job.model, job.request.question_id, c.prompt_tokens, c.completion_tokens, c.cost_usd)
+                    for (_, job), c in zip(keyed, ordered, strict=True)
+                )
         return ordered
+
+    @contextmanager
+    def metering(self) -> Iterator[list[Charge]]:
+        """Within the block, every call asked for is appended to the yielded list (one Charge)."""
+        previous, self.ledger = self.ledger, []
+        try:
+            yield self.ledger
+        finally:
+            self.ledger = previous
+
+    def _priced(self, model: str, completion: Completion) -> Completion:
+        """`completion` with its cost: the one the engine recorded, else the model's price applied
+        to its tokens; a job left without an answer bought nothing (0, or None when unpriced)."""
+        price = self.pool.specs[model].price
+        if completion.finish_reason == "error" and completion.text is None:
+            cost = None if price is None else 0.0
+        else:
+            cost = call_cost(price, completion.prompt_tokens, completion.completion_tokens, completion.cost_usd)
+        return completion.model_copy(update={"cost_usd": cost})
 
     # -- planning, delivery, outcomes ----------------------------------------------------------
 

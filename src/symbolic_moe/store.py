@@ -11,11 +11,15 @@ journal makes each commit atomic: no half-written row is ever seen.
 The key (`generation_key`) covers everything that determines the output: the engine's identity
 (kind, model, output-changing options, model file path/size/mtime; `Engine.identity()`), the
 messages, question id, sample index and generation settings. Each row also keeps the identity,
-tokens and seconds, so a resumed run can account for what an earlier process generated.
+tokens and seconds, so a resumed run can account for what an earlier process generated, and the
+cost the backend recorded for the call (`cost_usd`, e.g. a replay record's `cost`; NULL when it
+recorded none). Prices are not stored: the scheduler prices every generation when it hands it
+out, so a changed price needs no new generation.
 
 The file carries a schema version (`meta` table). Schema 1 stores (keys without engine options
 or model file identity) cannot be matched to their engine settings: opening one is a clear
-error asking to move it away; a store from a newer symbolic-moe is refused likewise.
+error asking to move it away; a store from a newer symbolic-moe is refused likewise. A schema 2
+store gains the `cost_usd` column (NULL: its engines recorded no costs) and becomes schema 3.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 from .errors import DataError
 from .types import ChatRequest, Completion, GenerationSettings
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
@@ -49,7 +53,8 @@ CREATE TABLE IF NOT EXISTS generations (
     seconds REAL NOT NULL,
     finish_reason TEXT,
     created REAL NOT NULL,
-    identity TEXT
+    identity TEXT,
+    cost_usd REAL
 );
 CREATE INDEX IF NOT EXISTS generations_model ON generations (engine, model);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -108,6 +113,11 @@ class GenerationStore:
                     "move it away (or set `store` to a new file) and run again"
                 )
             db.execute("DROP TABLE generations")  # empty: recreate with this schema
+        if version == 2:  # schema 3 adds the recorded cost; schema 2's engines recorded none
+            with db:
+                db.execute("ALTER TABLE generations ADD COLUMN cost_usd REAL")
+                db.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+            version = SCHEMA_VERSION
         if version is not None and version != SCHEMA_VERSION:
             db.close()
             raise DataError(
@@ -126,11 +136,11 @@ class GenerationStore:
                 chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self._db.execute(
-                    "SELECT key, text, prompt_tokens, completion_tokens, seconds, finish_reason "
+                    "SELECT key, text, prompt_tokens, completion_tokens, seconds, finish_reason, cost_usd "
                     f"FROM generations WHERE key IN ({marks})",
                     chunk,
                 ).fetchall()
-                for key, text, ptok, ctok, secs, finish in rows:
+                for key, text, ptok, ctok, secs, finish, cost in rows:
                     found[key] = Completion(
                         text=text,
                         prompt_tokens=ptok,
@@ -138,6 +148,7 @@ class GenerationStore:
                         seconds=secs,
                         finish_reason=finish,
                         cached=True,
+                        cost_usd=cost,
                     )
         return found
 
@@ -149,7 +160,8 @@ class GenerationStore:
         items: Iterable[tuple[str, ChatRequest, Completion]],
         identity: Mapping[str, Any] | None = None,
     ) -> None:
-        """Store finished generations in one transaction."""
+        """Store finished generations in one transaction; `cost_usd` must be the cost the engine
+        recorded (None when it recorded none), not one computed from a price."""
         settings_json = settings.model_dump_json()
         identity_json = json.dumps(dict(identity or {}), sort_keys=True)
         rows = [
@@ -168,11 +180,12 @@ class GenerationStore:
                 completion.finish_reason,
                 time.time(),
                 identity_json,
+                completion.cost_usd,
             )
             for key, request, completion in items
         ]
         with self._lock, self._db:
-            self._db.executemany("INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            self._db.executemany("INSERT OR REPLACE INTO generations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     def count(self) -> int:
         with self._lock:

@@ -67,7 +67,10 @@ class ChatRequest(BaseModel):
 
 class Completion(BaseModel):
     """What an engine returns for one request. `text` is None when the engine has no answer
-    (a replay record without output); graders treat that as wrong."""
+    (a replay record without output); graders treat that as wrong. `cost_usd`: an engine sets it
+    only when the backend recorded the call's cost (a replay record's `cost`); the scheduler
+    fills it for every generation it hands out, from that or the model's price (`pricing`), and
+    leaves it None for an unpriced model."""
 
     text: str | None
     prompt_tokens: int = 0
@@ -75,3 +78,4 @@ class Completion(BaseModel):
     seconds: float = 0.0
     finish_reason: str | None = None
     cached: bool = False
+    cost_usd: float | None = None

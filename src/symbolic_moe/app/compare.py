@@ -2,7 +2,8 @@
 
 `report.evaluate` runs them and writes results.json and predictions.jsonl; this adds
 `compare.json` ({"format", "run_id", "methods": {method: {mean, std, ci95, calls_per_question,
-tokens_per_question, category, label, models}}}; `run_id` is the one of the results.json written
+cost_per_question, tokens_per_question, category, label, models}}}; `cost_per_question` in USD, null
+when a call went to an unpriced model; `run_id` is the one of the results.json written
 with it) and a table laid out like the paper's Table 1 (category, method, models, accuracy, cost). Methods share stored
 generations: a Debate's first round is Self-Consistency's first three samples, MoA's proposals
 are top-k's answers, so the comparison costs little more than its most expensive method. The
@@ -20,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..methods import method_spec
+from ..pricing import usd_text
 from ..run import Run
 from .report import FORMAT, evaluate, write_json_atomic
 from .report.results import accuracy_text, interval
@@ -87,6 +89,7 @@ def compare(run: Run, methods: Sequence[str], seeds: Sequence[int]) -> tuple[dic
             "std": m["std"],
             "ci95": m["ci95"],
             "calls_per_question": m["calls_per_question"],
+            "cost_per_question": m["cost_per_question"],
             "tokens_per_question": m["tokens_per_question"],
             "category": category,
             "label": label,
@@ -102,7 +105,8 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
     # Piped to a file, rich would wrap the table at 80 columns: give it room instead.
     console = console or Console(width=None if sys.stdout.isatty() else 170)
     table = Table(title=f"{summary['config']} on {summary['benchmark']}")
-    columns = ("category", "method", "models", "accuracy %", "95% interval", "n", "calls/q", "tokens/q", "loads/seed")
+    columns = ("category", "method", "models", "accuracy %", "95% interval", "n", "calls/q", "USD/q", "tokens/q")
+    columns += ("loads/seed",)
     for column in columns:
         table.add_column(column, justify="left" if column in ("category", "method", "models") else "right")
     last = None
@@ -118,6 +122,7 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
             interval(m["ci95"]),
             str(m["n"]),
             f"{m['calls_per_question']:.1f}",
+            usd_text(m["cost_per_question"]),
             f"{m['tokens_per_question']:.0f}",
             f"{loads:.1f}",
         )

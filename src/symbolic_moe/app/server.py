@@ -7,7 +7,8 @@ once per batch, yet every request stays its own:
 - validated on its own before it joins a batch: body size (413), JSON and fields (400, naming the
   field), `n > 1` (400), question size (400), model name (404), API key (401);
 - its own `seed` (recruitment, experts and aggregator), its own `max_tokens` / `temperature` (the
-  LLM aggregator's; part of that generation's store key), its own `usage` (only its generations);
+  LLM aggregator's; part of that generation's store key), its own `usage` (only its generations;
+  with `cost_usd`, an extension field: USD of those generations, null when a model is unpriced);
 - a batch that fails is split in halves until the failing request is alone, so a bad request
   fails only itself (generations already stored are reused, not repeated).
 `stream: true` sends OpenAI `chat.completion.chunk` events: the role first, the whole answer as one
@@ -202,9 +203,16 @@ def _resolve(future: Future, answer: Answer | None = None, exc: BaseException | 
         future.set_result(answer)
 
 
-def _usage(answer: Answer) -> dict[str, int]:
+def _usage(answer: Answer) -> dict[str, Any]:
+    """OpenAI's usage fields, plus `cost_usd` (an extension: USD of the generations the answer
+    used, null when one came from an unpriced model)."""
     u = answer.usage
-    return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.total_tokens}
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+        "cost_usd": u.cost_usd,
+    }
 
 
 def _details(answer: Answer) -> dict[str, Any]:

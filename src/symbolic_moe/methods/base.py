@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..grading import extract_answer, is_correct
+from ..pricing import Charge, Spend, spend_by
 from ..types import Question
 
 if TYPE_CHECKING:
@@ -42,6 +43,21 @@ class MethodResult:
     completion_tokens: int = 0
     loads: int = 0
     info: dict[str, Any] = field(default_factory=dict)
+    charges: list[Charge] = field(default_factory=list)  # every call, with its cost
+
+    @property
+    def spend(self) -> Spend:
+        return Spend.of(self.charges)
+
+    @property
+    def cost_usd(self) -> float | None:
+        """Total USD of the method's calls; None when one went to an unpriced model."""
+        return self.spend.cost_usd
+
+    def cost_by(self, what: str) -> dict[str, Spend]:
+        """The charges summed per "model", "step" or "question" (question id)."""
+        key = "question_id" if what == "question" else what
+        return spend_by(self.charges, lambda c: getattr(c, key))
 
     @property
     def accuracy(self) -> float:
@@ -90,23 +106,24 @@ def method_spec(name: str) -> MethodSpec:
 
 
 def run_method(name: str, run: Run, seed: int) -> MethodResult:
-    """Run one registered method and meter its calls and tokens."""
+    """Run one registered method and meter its calls, tokens and dollars."""
     spec = method_spec(name)
     if spec.prepare is not None:
         spec.prepare(run)
-    s = run.scheduler
-    before = (s.calls, s.prompt_tokens, s.completion_tokens, s.loads)
-    out = spec.fn(run, seed)
+    loads = run.scheduler.loads
+    with run.scheduler.metering() as charges:
+        out = spec.fn(run, seed)
     predictions, info = out if isinstance(out, tuple) else (out, {})
     return MethodResult(
         name=name,
         seed=seed,
         predictions=predictions,
-        calls=s.calls - before[0],
-        prompt_tokens=s.prompt_tokens - before[1],
-        completion_tokens=s.completion_tokens - before[2],
-        loads=s.loads - before[3],
+        calls=len(charges),
+        prompt_tokens=sum(c.prompt_tokens for c in charges),
+        completion_tokens=sum(c.completion_tokens for c in charges),
+        loads=run.scheduler.loads - loads,
         info=info,
+        charges=charges,
     )
 
 

@@ -14,6 +14,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from ...pricing import usd_text
 from . import figures
 from .load import EtrReport, RunReport, load
 from .results import interval
@@ -61,7 +62,7 @@ def _mean(values: list[Any]) -> float | None:
 
 def _results_table(report: RunReport) -> str:
     compare = report.compare or {}
-    header = ["method", "accuracy %", "95% interval", "std over seeds", "n", "seeds", "calls/q", "tokens/q"]
+    header = ["method", "accuracy %", "95% interval", "std over seeds", "n", "seeds", "calls/q", "USD/q", "tokens/q"]
     header += ["loads/seed", "wall s/seed"]
     if compare:
         header = ["category", "label", "models"] + header
@@ -76,6 +77,7 @@ def _results_table(report: RunReport) -> str:
             m.n,
             ",".join(map(str, m.seeds)),
             f"{m.calls_per_question:.2f}",
+            usd_text(m.cost_per_question) if "cost_per_question" in m.model_fields_set else "-",
             f"{m.tokens_per_question:.0f}",
             f"{_mean(m.loads_per_seed) or 0:.1f}",
             "-" if wall is None else f"{wall:.1f}",

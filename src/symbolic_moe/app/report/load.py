@@ -37,6 +37,8 @@ class MethodSummary(BaseModel):
     seeds: list[int]
     calls_per_question: float
     tokens_per_question: float
+    # USD; None: a call went to an unpriced model (or, when unset, a results.json from before prices)
+    cost_per_question: float | None = None
     loads_per_seed: list[int]
     wall_seconds_per_seed: list[float | None]
     info: dict[str, dict[str, Any]]
