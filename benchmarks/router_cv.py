@@ -42,7 +42,7 @@ def validation_data(run: Run):
     replay = Replay(
         answers=[[answer_key(outputs[m].get(q.id), q) for m in run.experts] for q in questions],
         gold=[q.answer for q in questions],
-        options=[len(q.choices) if q.choices else None for q in questions],
+        options=[q.n_options for q in questions],
     )
     return signals, correct, replay
 

@@ -6,8 +6,9 @@ module: skills from the keyword LLM (or a dataset field) -> mapped onto the prof
 (MiniLM) -> k experts recruited -> experts run, batched per model -> optional discussion ->
 aggregation (`inference.pipeline.synthesize`). Two differences follow from questions arriving
 one by one instead of as a test split:
-- recruitment draws each question's experts from an RNG seeded by its seed and id
-  (`recruit.recruit_each`), so an answer never depends on what else is asked with it, and skips
+- recruitment (`Run.recruit`, the one `smoe run` uses, with the config's weighting and
+  temperature) draws each question's experts from an RNG seeded by its seed and id
+  (`recruit.question_rng`), so an answer never depends on what else is asked with it, and skips
   the 5% trimming (a statistic over a whole test set);
 - keywords are filtered per question (the `global` filter would count over whatever else is asked).
 With `method` one of the learned routers (`router_single`, `router_vote`, `router_cascade`; issue
@@ -36,10 +37,11 @@ from pydantic import BaseModel, computed_field
 from .config import load_config
 from .errors import ConfigError, EngineError
 from .grading import extract_answer
-from .inference.pipeline import Synthesis, cascade_experts, synthesize
-from .inference.recruit import Recruitment, recruit_each
+from .inference.pipeline import Synthesis, cascade_experts, routed_plan, synthesize
+from .inference.recruit import Recruitment, question_rng
 from .preprocess import keywords
 from .types import Completion, Question
+from .voting import answer_as_text
 
 if TYPE_CHECKING:
     from .run import Run
@@ -91,6 +93,9 @@ class Answer(BaseModel):
     skills: list[str]  # the question's skills, mapped onto the profile vocabulary
     expert_answers: list[ExpertAnswer]
     aggregator: str  # the aggregator model, or "majority" / "weighted"
+    # the recruitment distribution over the pool the experts were drawn from (Symbolic-MoE; None
+    # for the learned routers, which rank instead of drawing)
+    recruitment: dict[str, float] | None = None
     seed: int
     usage: Usage
     steps: dict[str, Usage]  # usage per step: keywords, experts, discussion, aggregator
@@ -267,19 +272,19 @@ class Mixture:
             plan = self._routed_plan(questions, mapped)
             aggregation = "llm" if self.method == "router_vote" and cfg.aggregator.method == "llm" else "weighted"
             return self._answers(requests, mapped, keyword_generations, plan, aggregation, discussion=False)
-        plan = recruit_each(
+        plan = run.recruit(
             [q.id for q in questions],
             [mapped[q.id] for q in questions],
-            run.profiles()["profiles"],
-            run.experts,
-            [r.seed for r in requests],
-            k=cfg.recruit.k,
-            weighting=cfg.recruit.weighting,
-            temperature=cfg.recruit.temperature,
+            cfg.seed,
+            rng=[question_rng(r.seed, q.id) for r, q in zip(requests, questions, strict=True)],
+            trim_share=0.0,  # the 5% rule is a statistic over a whole test set, not one question
         )
-        return self._answers(
+        answers = self._answers(
             requests, mapped, keyword_generations, plan, cfg.aggregator.method, cfg.aggregator.discussion
         )
+        for answer, row in zip(answers, plan.probabilities, strict=True):
+            answer.recruitment = {m: float(p) for m, p in zip(plan.models, row, strict=True)}
+        return answers
 
     def _probabilities(self, questions: list[Question], mapped: dict[str, list[str]]) -> Any:
         """Each pool model's predicted correctness on `questions` (the fitted router, the skills
@@ -296,25 +301,13 @@ class Mixture:
     def _routed_plan(self, questions: list[Question], mapped: dict[str, list[str]]) -> Recruitment:
         """The k (1 for router_single) most likely correct models; their log-odds vote weights
         stand where a recruitment keeps its probabilities, so a weighted vote counts them."""
-        from .routing.decide import ranking, weights_for
-
-        probabilities = self._probabilities(questions, mapped)
-        k = 1 if self.method == "router_single" else min(self.run.config.recruit.k, len(self.run.experts))
-        order = ranking(probabilities)[:, :k]
-        options = [len(q.choices) if q.choices else None for q in questions]
-        return Recruitment(
-            models=self.run.experts,
-            question_ids=[q.id for q in questions],
-            experts=[[self.run.experts[m] for m in row] for row in order],
-            probabilities=weights_for(probabilities, options),
-        )
+        k = 1 if self.method == "router_single" else self.run.config.recruit.k
+        return routed_plan(self.run, questions, self._probabilities(questions, mapped), k)
 
     def _cascade(
         self, requests: list[Request], mapped: dict[str, list[str]], keyword_generations: dict[str, list[Completion]]
     ) -> list[Answer]:
         """router_cascade: best-first until the weighted margin passes `router.margin`."""
-        from .inference.aggregate import answer_as_text
-
         questions = [r.question for r in requests]
         cfg = self.run.config.router
         probabilities = self._probabilities(questions, mapped)

@@ -15,6 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import RunConfig, resolve_data_dir
 from .data import load_split
 from .executors import make_executor
@@ -235,8 +237,16 @@ class Run:
         path.write_text(json.dumps(plan.to_json(), indent=1))
         return plan
 
-    def recruit(self, question_ids: list[str], mapped: list[list[str]], seed: int, **overrides: Any) -> Recruitment:
-        """Recruit experts for any questions from their mapped keywords."""
+    def recruit(
+        self,
+        question_ids: list[str],
+        mapped: list[list[str]],
+        seed: int,
+        rng: Sequence[np.random.Generator] | None = None,
+        **overrides: Any,
+    ) -> Recruitment:
+        """Recruit experts for any questions from their mapped keywords, with the config's recruit
+        settings (`overrides` replace some); `rng`: one generator per question (serving)."""
         cfg = self.config.recruit.model_copy(update=overrides)
         return recruit(
             question_ids,
@@ -248,6 +258,7 @@ class Run:
             temperature=cfg.temperature,
             trim_share=cfg.trim_share,
             seed=seed,
+            rng=rng,
         )
 
     def expert_outputs(

@@ -224,6 +224,7 @@ def _details(answer: Answer) -> dict[str, Any]:
         "skills": answer.skills,
         "expert_answers": [e.model_dump() for e in answer.expert_answers],
         "aggregator": answer.aggregator,
+        "recruitment": answer.recruitment,
         "seed": answer.seed,
         "steps": {name: u.model_dump() for name, u in answer.steps.items()},
     }

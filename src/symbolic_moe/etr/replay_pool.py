@@ -24,6 +24,7 @@ import numpy as np
 
 from ..engines.requantize import cache_dir
 from ..grading import extract_answer, is_correct
+from ..routing import decide
 from ..types import GenerationSettings, Question
 from .data import query_messages, read_questions, read_replay, take_per_group
 from .evaluate import train_head
@@ -147,7 +148,7 @@ def fit_router(
 def top_k(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the indices of the k most likely experts (best first) and their probabilities
     renormalised to sum to 1 (the vote weights)."""
-    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    order = decide.top_k(probabilities, k)
     chosen = np.take_along_axis(probabilities, order, axis=1)
     return order, chosen / chosen.sum(axis=1, keepdims=True)
 

@@ -11,9 +11,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..grading import answer_key
+from ..routing.decide import cascade, ranking, top_k, weights_for
 from ..types import Completion, Question
-from .aggregate import answer_as_text, discussion_round, llm_aggregate, vote
-from .experts import Seeds
+from ..voting import answer_as_text, vote
+from .aggregate import discussion_round, llm_aggregate
+from .experts import Seeds, per_question, run_experts
 from .recruit import Recruitment
 
 if TYPE_CHECKING:
@@ -65,6 +68,22 @@ def synthesize(
     return Synthesis(finals, texts, aggregation, steps)
 
 
+def routed_plan(
+    run: Run, questions: Sequence[Question], probabilities: Any, k: int, order: Any = None
+) -> Recruitment:
+    """The learned routers' top-k plan: per question the k most likely correct pool models, best
+    first (or the models of `order`, negative entries ending a list: a cost-aware order);
+    their log-odds vote weights stand where a recruitment keeps its probabilities, so the
+    weighted vote of `synthesize` counts them (ties to the first expert)."""
+    order = top_k(probabilities, k) if order is None else order
+    return Recruitment(
+        models=run.experts,
+        question_ids=[q.id for q in questions],
+        experts=[[run.experts[m] for m in row if m >= 0] for row in order],
+        probabilities=weights_for(probabilities, [q.n_options for q in questions]),
+    )
+
+
 @dataclass
 class CascadeAnswers:
     """Per question: the final answer key, the pool-model indices asked (best first), their answer
@@ -85,16 +104,13 @@ def cascade_experts(
     seed: Seeds,
     label: str = "router cascade",
     order: Any = None,
+    frugal: bool = False,
 ) -> CascadeAnswers:
     """Ask pool models best-first by predicted correctness (routing.decide.cascade), one batched
     round per rank, until each question's weighted margin passes `margin` or `k_max` answered.
     `seed`: one for all questions or one per question (a served batch); `order`: per question
-    the models in the order to ask them (negative entries end a list), instead of best-first
-    (cost-aware routing: a budget, the frugal order)."""
-    from ..grading import answer_key
-    from ..routing.decide import cascade, ranking, weights_for
-    from .experts import per_question, run_experts
-
+    the models in the order to ask them (negative entries end a list) instead of best-first;
+    `frugal`: the cost-aware cascade's rule (routing.decide.cascade)."""
     models, seeds = run.experts, per_question(seed, len(questions))
     completions: list[list[Completion]] = [[] for _ in questions]
 
@@ -105,7 +121,7 @@ def cascade_experts(
             completions[q].append(row[0])
         return [answer_key(row[0].text, question) for question, row in zip(subset, rows, strict=True)]
 
-    options = [len(q.choices) if q.choices else None for q in questions]
+    options = [q.n_options for q in questions]
     order = ranking(probabilities) if order is None else order
-    result = cascade(order, weights_for(probabilities, options), margin, k_max, ask)
+    result = cascade(order, weights_for(probabilities, options), margin, k_max, ask, frugal)
     return CascadeAnswers(result.answers, result.asked, result.responses, completions)

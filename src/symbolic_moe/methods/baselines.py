@@ -18,9 +18,9 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..grading import extract_answer, is_correct
-from ..inference.aggregate import answer_as_text, vote
 from ..inference.experts import run_experts
 from ..prompts import feedback_request, refine_request
+from ..voting import answer_as_text, vote
 from .base import FAMILIES, MethodSpec, Prediction, method
 from .options import method_options
 from .rounds import cot_round, followup_round, part, prepare_ranked, require_generators, task_best

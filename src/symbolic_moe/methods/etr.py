@@ -37,8 +37,8 @@ from ..etr.replay_pool import (
 from ..etr.routing import expert_probabilities
 from ..etr.scoring import AnswerCache
 from ..etr.whitebox import HiddenCache, MetaLM
-from ..inference.aggregate import answer_as_text, vote
 from ..inference.recruit import Recruitment
+from ..voting import answer_as_text, vote
 from .base import Prediction, method
 from .options import method_options
 

@@ -21,8 +21,9 @@ import re
 from typing import TYPE_CHECKING
 
 from ..grading import extract_answer
-from ..inference.aggregate import answer_as_text, discussion_round, vote
+from ..inference.aggregate import discussion_round
 from ..prompts import CONFIDENCE
+from ..voting import answer_as_text, vote
 from .base import Prediction, method
 from .options import method_options
 from .rounds import (

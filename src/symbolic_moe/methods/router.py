@@ -8,11 +8,13 @@ pool model is to answer correctly (`routing/`); these methods spend expert calls
 - `router_cascade`: models answer best-first, one round per rank, until the weighted margin of the
   leading answer reaches `router.margin` or `router.k_max` experts have answered; the mean calls
   per question it spent is reported in the result info;
-- `router_frugal` (issue 18): a cost-aware cascade: per question, the models no cheaper model
-  beats on predicted correctness, cheapest first (`routing.cost.frugal_order`), until the weighted
-  margin reaches `router.frugal_margin` or `router.frugal_k_max` have answered.
+- `router_frugal` (issue 18): a cost-aware cascade: per question the models on the upper convex
+  hull of (expected cost, predicted correctness), cheapest first (`routing.cost.frugal_order`),
+  until the weighted margin reaches `router.frugal_margin`; a question that never gets there takes
+  the answer of the last (dearest, most likely right) expert asked.
 With `router.cost_weight` (lambda) the experts of the first three are ranked by p - lambda x
-expected cost (USD per 1,000 questions); with `router.budget` no question's calls may cost more.
+expected cost (USD per 1,000 questions); with `router.budget` no question's calls may cost more
+than the budget (each model's largest validation call counted in advance).
 Each is a plain function of (run, questions, probabilities, seed) behind its registered name.
 """
 
@@ -24,65 +26,54 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..grading import answer_key
-from ..inference.aggregate import answer_as_text, llm_aggregate
-from ..inference.experts import run_experts
-from ..inference.pipeline import cascade_experts
+from ..inference.pipeline import cascade_experts, routed_plan, synthesize
 from ..routing import fit
 from ..routing.cost import expert_order, frugal_plan
-from ..routing.decide import leader, tally, weights_for
+from ..routing.decide import weights_for
 from ..types import Question
+from ..voting import answer_as_text
 from .base import Prediction, method
 
 if TYPE_CHECKING:
     from ..run import Run
 
 
-def _options(questions: Sequence[Question]) -> list[int | None]:
-    return [len(q.choices) if q.choices else None for q in questions]
-
-
 def route_vote(
     run: Run, questions: Sequence[Question], probabilities: np.ndarray, k: int, seed: int, aggregation: str = "vote"
 ) -> tuple[list[Prediction], dict[str, Any]]:
     """The k most likely models per question answer (one batch); weighted vote or LLM synthesis.
-    With `router.cost_weight` or `router.budget` the k best by p - cost_weight x cost that fit
+    With `router.cost_weight` or `router.budget`: the k best by p - cost_weight x cost that fit
     the budget (routing.cost.expert_order)."""
-    models, cfg = run.experts, run.config.router
-    k = min(k, len(models))
-    order = [[int(m) for m in row if m >= 0] for row in _order(run, probabilities, k)]
-    experts = [[models[m] for m in row] for row in order]
-    texts = [[c.text for c in row] for row in run_experts(questions, experts, run.scheduler, seed, "router experts")]
-    weights = weights_for(probabilities, _options(questions))
-    if aggregation == "llm":
-        aggregator = run.aggregator()
-        finals = [c.text for c in llm_aggregate(questions, texts, aggregator, run.scheduler, seed, "router aggregate")]
-    else:
-        aggregator = "confidence-weighted vote"
-        finals = []
-        for i, (q, row) in enumerate(zip(questions, texts, strict=True)):
-            answers = [answer_key(t, q) for t in row]
-            finals.append(answer_as_text(leader(tally(answers, weights[i, order[i]])), q))
+    plan = routed_plan(run, questions, probabilities, k, _order(run, probabilities, k))
+    result = synthesize(run, questions, plan, seed, "llm" if aggregation == "llm" else "weighted", write=False)
+    index = {m: i for i, m in enumerate(run.experts)}
     predictions = [
         Prediction.grade(
             q,
             final,
             experts=names,
             expert_answers=[answer_key(t, q) for t in row],
-            predicted_correct=[round(float(probabilities[i, m]), 4) for m in order[i]],
+            predicted_correct=[round(float(probabilities[i, index[m]]), 4) for m in names],
         )
-        for i, (q, final, names, row) in enumerate(zip(questions, finals, experts, texts, strict=True))
+        for i, (q, final, names, row) in enumerate(
+            zip(questions, result.finals, plan.experts, result.texts, strict=True)
+        )
     ]
-    info = {"aggregator": aggregator, "k": k, "router": cfg.kind}
+    aggregator = result.aggregator if aggregation == "llm" else "confidence-weighted vote"
+    cfg = run.config.router
+    info = {"aggregator": aggregator, "k": min(k, len(run.experts)), "router": cfg.kind}
     if fit.cost_aware(run):
         info |= {"cost_weight": cfg.cost_weight, "budget": cfg.budget}
     return predictions, info
 
 
-def _order(run: Run, probabilities: np.ndarray, k: int) -> np.ndarray:
-    """Up to k experts per question (NONE-padded): best-first, or cost-aware when priced."""
+def _order(run: Run, probabilities: np.ndarray, k: int) -> np.ndarray | None:
+    """Up to k experts per question (negative-padded) by p - cost_weight x cost within the
+    budget; None (best-first) when the router has no cost-aware setting."""
+    if not fit.cost_aware(run):
+        return None
     cfg = run.config.router
-    costs = fit.costs(run) if fit.cost_aware(run) else None
-    return expert_order(probabilities, costs, cfg.cost_weight, cfg.budget, k)
+    return expert_order(probabilities, fit.costs(run), cfg.cost_weight, cfg.budget, k)
 
 
 def route_cascade(
@@ -93,12 +84,13 @@ def route_cascade(
     k_max: int,
     seed: int,
     order: np.ndarray | None = None,
-    label: str = "router cascade",
+    frugal: bool = False,
 ) -> tuple[list[Prediction], dict[str, Any]]:
-    """A cascade: round r asks the r-th model of `order` (default: the most likely first) of
-    every open question, until the weighted margin passes `margin` or `k_max` have answered."""
+    """A cascade: round r asks the r-th model of `order` (default: the r-th most likely) of every
+    open question; `frugal`: the cost-aware cascade's stopping rule and final answer."""
     models = run.experts
-    result = cascade_experts(run, questions, probabilities, margin, k_max, seed, label, order)
+    label = "router frugal" if frugal else "router cascade"
+    result = cascade_experts(run, questions, probabilities, margin, k_max, seed, label, order, frugal)
     predictions = [
         Prediction.grade(
             q,
@@ -112,7 +104,7 @@ def route_cascade(
         )
     ]
     spent = [len(a) for a in result.asked]
-    info: dict[str, Any] = {
+    info = {
         "router": run.config.router.kind,
         "margin": margin,
         "k_max": k_max,
@@ -154,21 +146,19 @@ def router_vote(run: Run, seed: int):
 def router_cascade(run: Run, seed: int):
     cfg = run.config.router
     probabilities = fit.predict_scored(run)
-    order = _order(run, probabilities, cfg.k_max) if fit.cost_aware(run) else None
+    order = _order(run, probabilities, cfg.k_max)
     return route_cascade(run, run.test, probabilities, cfg.margin, cfg.k_max, seed, order)
 
 
 def _prepare_frugal(run: Run) -> None:
     _prepare(run)
-    fit.costs(run)  # prices of every pool model (an unpriced one is an error before any call)
+    fit.costs(run)  # every pool model's price: an unpriced one is an error before any call
 
 
 @method("router_frugal", prepare=_prepare_frugal)
 def router_frugal(run: Run, seed: int):
     cfg = run.config.router
     probabilities = fit.predict_scored(run)
-    weights = weights_for(probabilities, _options(run.test))
+    weights = weights_for(probabilities, [q.n_options for q in run.test])
     order = frugal_plan(probabilities, weights, fit.costs(run), cfg.budget, cfg.frugal_k_max)
-    return route_cascade(
-        run, run.test, probabilities, cfg.frugal_margin, cfg.frugal_k_max, seed, order, "router frugal"
-    )
+    return route_cascade(run, run.test, probabilities, cfg.frugal_margin, cfg.frugal_k_max, seed, order, True)

@@ -12,6 +12,12 @@ Cascade (best-first): after each expert, the margin is the weight of the leading
 runner-up's; stop when the margin reaches `margin`, when the experts still allowed (up to `k_max`)
 could no longer overturn the leader, or at `k_max`. Ties go to the answer of the most likely
 expert (votes are counted best-first and the first of equal totals wins).
+
+Frugal cascade (`frugal=True`, cheapest first along the cost frontier): stop only when the margin
+reaches `margin`; a question that never gets there takes the answer of the last expert asked (the
+dearest, most likely right one). Cheap experts' errors are correlated, so their agreement is worth
+less than the independent weights say: on RouterBench's validation split two agreeing cheap models
+outvoted GPT-4 wrongly, and "could no longer be overturned" stopped before the strong model.
 """
 
 from __future__ import annotations
@@ -21,12 +27,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..voting import leader, margin, tally
 from .base import EPS
 
 
 def ranking(probabilities: np.ndarray) -> np.ndarray:
     """Model indices per question, most likely correct first (ties: pool order)."""
     return np.argsort(-np.asarray(probabilities), axis=1, kind="stable")
+
+
+def top_k(probabilities: np.ndarray, k: int) -> np.ndarray:
+    """The top-k plan: per question, the k most likely models (at most the pool), best first."""
+    return ranking(probabilities)[:, : min(k, np.shape(probabilities)[1])]
 
 
 def log_odds_weight(p: float | np.ndarray, n_options: int | None) -> float | np.ndarray:
@@ -37,27 +49,9 @@ def log_odds_weight(p: float | np.ndarray, n_options: int | None) -> float | np.
     return np.maximum(np.log(p * others / (1 - p)), 0.0)
 
 
-def tally(answers: Sequence[str | None], weights: Sequence[float]) -> dict[str, float]:
-    """Weight behind each answer, in order of first appearance (unparseable answers do not vote)."""
-    totals: dict[str, float] = {}
-    for answer, weight in zip(answers, weights, strict=True):
-        if answer is not None:
-            totals[answer] = totals.get(answer, 0.0) + float(weight)
-    return totals
-
-
-def leader(totals: dict[str, float]) -> str | None:
-    """The answer with the most weight; ties: the first seen (= the most likely expert's)."""
-    return max(totals, key=lambda a: totals[a]) if totals else None
-
-
-def margin(totals: dict[str, float]) -> float:
-    """Leading weight minus the runner-up's (0 for a runner-up that nobody named)."""
-    ranked = sorted(totals.values(), reverse=True) + [0.0, 0.0]
-    return ranked[0] - ranked[1]
-
-
-def should_stop(totals: dict[str, float], remaining: Sequence[float], threshold: float) -> bool:
+def should_stop(
+    totals: dict[str, float], remaining: Sequence[float], threshold: float, frugal: bool = False
+) -> bool:
     """The cascade's stopping rule after an expert has answered; `remaining` are the weights of the
     experts still allowed to answer (empty at k_max)."""
     if not remaining:
@@ -65,6 +59,8 @@ def should_stop(totals: dict[str, float], remaining: Sequence[float], threshold:
     lead = margin(totals)
     if totals and lead >= threshold:
         return True
+    if frugal:
+        return False
     # the rest could not change the winner even if all of them named the runner-up
     return bool(totals) and lead > sum(remaining)
 
@@ -79,12 +75,15 @@ class CascadeResult:
     responses: list[list[str | None]]  # their answers
 
 
-def cascade(order: np.ndarray, weights: np.ndarray, threshold: float, k_max: int, ask: Ask) -> CascadeResult:
+def cascade(
+    order: np.ndarray, weights: np.ndarray, threshold: float, k_max: int, ask: Ask, frugal: bool = False
+) -> CascadeResult:
     """Best-first cascade over all questions at once: round r asks the r-th ranked model of every
     question still open, in one batch (so each model loads once per round).
 
     `order` (n x models) ranks the models, a negative entry ending a question's list (a budget,
-    a frugal order); `weights` (n x models) is each model's vote weight."""
+    a frugal order); `weights` (n x models) is each model's vote weight; `frugal`: the frugal
+    cascade's rule (module docstring)."""
     n = len(order)
     k_max = min(k_max, order.shape[1])
     asked: list[list[int]] = [[] for _ in range(n)]
@@ -101,13 +100,22 @@ def cascade(order: np.ndarray, weights: np.ndarray, threshold: float, k_max: int
         for q in open_questions:
             totals = tally(responses[q], [weights[q, m] for m in asked[q]])
             remaining = [float(weights[q, int(m)]) for m in order[q, r + 1 : k_max] if m >= 0]
-            if not should_stop(totals, remaining, threshold):
+            if not should_stop(totals, remaining, threshold, frugal):
                 still_open.append(q)
         open_questions = still_open
-    finals = [leader(tally(responses[q], [weights[q, m] for m in asked[q]])) for q in range(n)]
+    finals = [_final(responses[q], [float(weights[q, m]) for m in asked[q]], threshold, frugal) for q in range(n)]
     return CascadeResult(finals, asked, responses)
 
 
+def _final(responses: list[str | None], weights: list[float], threshold: float, frugal: bool) -> str | None:
+    """The weighted vote's leader; a frugal cascade that never reached its margin: the last answer."""
+    totals = tally(responses, weights)
+    if frugal and responses and responses[-1] is not None and not (totals and margin(totals) >= threshold):
+        return responses[-1]
+    return leader(totals)
+
+
 def weights_for(probabilities: np.ndarray, n_options: Sequence[int | None]) -> np.ndarray:
-    """Per question and model, the log-odds vote weight of its predicted correctness."""
+    """Per question and model, the log-odds vote weight of its predicted correctness
+    (`n_options`: per question, `Question.n_options`)."""
     return np.stack([log_odds_weight(row, n) for row, n in zip(probabilities, n_options, strict=True)])
