@@ -11,11 +11,9 @@ one by one instead of as a test split:
   (`recruit.question_rng`), so an answer never depends on what else is asked with it, and skips
   the 5% trimming (a statistic over a whole test set);
 - keywords are filtered per question (the `global` filter would count over whatever else is asked).
-With `method` one of the learned routers (`router_single`, `router_vote`, `router_cascade`; issue
-10) the experts are the pool models with the highest predicted correctness instead (the router
-fitted on `router.fit_splits`, as in `smoe run`), voted with their log-odds weights (or
-synthesized by the task aggregator for `router_vote` with `aggregator.method = "llm"`), or asked
-best-first until the vote's margin passes `router.margin`.
+With `method` a learned router (issues 10, 18: `router_single`, `router_vote`, `router_cascade`,
+`router_frugal`) the experts are chosen by predicted correctness (and price) instead, as in
+`smoe run` (`methods.router.plan_order`); a request's `budget` (USD) bounds its expert calls.
 A question given as text that is a question of the config's benchmark splits (same text up to
 whitespace) is that question: its id, options and fields, so stored generations, recordings
 (replay pools) and `skills_from_field` apply to it.
@@ -30,8 +28,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, computed_field
 
 from .config import load_config
@@ -39,20 +38,22 @@ from .errors import ConfigError, EngineError
 from .grading import extract_answer
 from .inference.pipeline import Synthesis, cascade_experts, routed_plan, synthesize
 from .inference.recruit import Recruitment, question_rng
+from .methods.router import plan_order
 from .preprocess import keywords
+from .routing import fit
+from .routing.base import Signals
+from .routing.cost import Costs
+from .run import Run
 from .types import Completion, Question
 from .voting import answer_as_text
 
-if TYPE_CHECKING:
-    from .run import Run
-
 _OPTION = re.compile(r"\(([A-J])\)")
-METHODS = ("symbolic_moe", "router_single", "router_vote", "router_cascade")  # what a Mixture answers with
+METHODS = ("symbolic_moe", "router_single", "router_vote", "router_cascade", "router_frugal")  # a Mixture's
 
 
 class Usage(BaseModel):
-    """Generations one answer used (stored ones included: they are what the answer cost), and
-    their cost in USD (`pricing`; None when one of them came from an unpriced model)."""
+    """Generations one answer used (stored ones count: they are what it cost), and their USD
+    (`pricing`; None when one of them came from an unpriced model)."""
 
     calls: int = 0
     prompt_tokens: int = 0
@@ -97,6 +98,7 @@ class Answer(BaseModel):
     # for the learned routers, which rank instead of drawing)
     recruitment: dict[str, float] | None = None
     seed: int
+    budget: float | None = None  # USD the expert calls could cost (a learned router's budget)
     usage: Usage
     steps: dict[str, Usage]  # usage per step: keywords, experts, discussion, aggregator
 
@@ -109,11 +111,12 @@ class Request:
     seed: int
     max_tokens: int | None = None
     temperature: float | None = None
+    budget: float | None = None  # USD the expert calls may cost (learned routers; None: router.budget)
 
     @property
     def key(self) -> tuple:
         """Requests with equal keys have equal answers (every generation is seeded and stored)."""
-        return (self.question.id, self.question.question, self.seed, self.max_tokens, self.temperature)
+        return (self.question.id, self.question.question, self.seed, self.max_tokens, self.temperature, self.budget)
 
     def aggregator_settings(self) -> dict[str, Any]:
         given = {"max_tokens": self.max_tokens, "temperature": self.temperature}
@@ -174,8 +177,6 @@ class Mixture:
         """A mixture from a run config (TOML). `overrides` are applied like `--set`: dotted keys
         (`**{"recruit.k": 2}`) or nested keyword arguments (`recruit={"k": 2}`), merged key by key.
         `method`: one of METHODS (Symbolic-MoE recruitment, or a learned router)."""
-        from .run import Run
-
         return cls(Run(load_config(path, values=_flatten(overrides)), data_dir), method)
 
     def prepare(self) -> None:
@@ -186,9 +187,13 @@ class Mixture:
                 return
             self.run.profiles()
             if self.method != "symbolic_moe":
-                from .routing import fit
-
                 fit.fitted(self.run)  # labels from the stored validation outputs, embeddings
+                try:  # prices, for budgets; a setting that needs them fails now on an unpriced model
+                    self._costs: Costs | ConfigError = fit.costs(self.run)
+                except ConfigError as exc:
+                    if self.method == "router_frugal" or fit.cost_aware(self.run):
+                        raise
+                    self._costs = exc
             if self.run.config.aggregator.method == "llm" and self.method in ("symbolic_moe", "router_vote"):
                 self.run.aggregator()
             _ = self._known  # the benchmark's questions, read now rather than on a first request
@@ -215,12 +220,26 @@ class Mixture:
         seed: int | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        budget: float | None = None,
     ) -> list[Answer]:
         """Answer questions (texts or `Question`s) as one batch: each expert model loads once.
-        `max_tokens` and `temperature` apply to the LLM aggregator (a vote has no generation)."""
+        `max_tokens`, `temperature`: the LLM aggregator's; `budget`: USD per question (routers)."""
         items = [questions] if isinstance(questions, str | Question) else list(questions)
         seed = self.run.config.seed if seed is None else seed
-        return self.answer_requests([Request(self.question(q), seed, max_tokens, temperature) for q in items])
+        self.check_budget(budget)
+        return self.answer_requests([Request(self.question(q), seed, max_tokens, temperature, budget) for q in items])
+
+    def check_budget(self, budget: float | None) -> None:
+        """A learned router's budget must admit the cheapest call (else ConfigError, before any call)."""
+        if budget is None:
+            return
+        if self.method == "symbolic_moe":
+            raise ConfigError(f"budget: method '{self.method}' cannot keep to a budget (a learned router can)")
+        if not self._ready:
+            self.prepare()
+        if isinstance(self._costs, ConfigError):
+            raise ConfigError(f"budget: {self._costs}")
+        self._costs.check_budget(budget, "budget")
 
     def chat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> Answer:
         """Answer the last user message of an OpenAI-style message list."""
@@ -266,10 +285,10 @@ class Mixture:
         run, cfg = self.run, self.run.config
         questions = [r.question for r in requests]
         mapped, keyword_generations = self._skills(list({q.id: q for q in questions}.values()))
-        if self.method == "router_cascade":
+        if self.method in ("router_cascade", "router_frugal"):
             return self._cascade(requests, mapped, keyword_generations)
         if self.method != "symbolic_moe":
-            plan = self._routed_plan(questions, mapped)
+            plan = self._routed_plan(requests, mapped)
             aggregation = "llm" if self.method == "router_vote" and cfg.aggregator.method == "llm" else "weighted"
             return self._answers(requests, mapped, keyword_generations, plan, aggregation, discussion=False)
         plan = run.recruit(
@@ -289,29 +308,29 @@ class Mixture:
     def _probabilities(self, questions: list[Question], mapped: dict[str, list[str]]) -> Any:
         """Each pool model's predicted correctness on `questions` (the fitted router, the skills
         the keyword step gave them)."""
-        import numpy as np
-
-        from .routing import fit
-        from .routing.base import Signals
-
         embeddings = fit.question_embedder(self.run).embed([q.question for q in questions])
         signals = Signals(np.asarray(embeddings, dtype=np.float64), fit.groups_of(questions, mapped))
         return fit.fitted(self.run).predict(signals)
 
-    def _routed_plan(self, questions: list[Question], mapped: dict[str, list[str]]) -> Recruitment:
-        """The k (1 for router_single) most likely correct models; their log-odds vote weights
-        stand where a recruitment keeps its probabilities, so a weighted vote counts them."""
+    def _routed_plan(self, requests: list[Request], mapped: dict[str, list[str]]) -> Recruitment:
+        """The routed experts (plan_order: within each request's budget) and their vote weights."""
         k = 1 if self.method == "router_single" else self.run.config.recruit.k
-        return routed_plan(self.run, questions, self._probabilities(questions, mapped), k)
+        questions = [r.question for r in requests]
+        probabilities = self._probabilities(questions, mapped)
+        order = plan_order(self.run, self.method, probabilities, questions, [r.budget for r in requests])
+        return routed_plan(self.run, questions, probabilities, k, order)
 
     def _cascade(
         self, requests: list[Request], mapped: dict[str, list[str]], keyword_generations: dict[str, list[Completion]]
     ) -> list[Answer]:
-        """router_cascade: best-first until the weighted margin passes `router.margin`."""
-        questions = [r.question for r in requests]
-        cfg = self.run.config.router
+        """router_cascade (best-first) or router_frugal (cheapest first), within each budget."""
+        questions, cfg = [r.question for r in requests], self.run.config.router
         probabilities = self._probabilities(questions, mapped)
-        result = cascade_experts(self.run, questions, probabilities, cfg.margin, cfg.k_max, [r.seed for r in requests])
+        order = plan_order(self.run, self.method, probabilities, questions, [r.budget for r in requests])
+        frugal = self.method == "router_frugal"
+        margin, k_max = (cfg.frugal_margin, cfg.frugal_k_max) if frugal else (cfg.margin, cfg.k_max)
+        seeds = [r.seed for r in requests]
+        result = cascade_experts(self.run, questions, probabilities, margin, k_max, seeds, order=order, frugal=frugal)
         models = self.run.experts
         synthesis = Synthesis(
             [answer_as_text(a, q) for a, q in zip(result.answers, questions, strict=True)],
@@ -369,6 +388,7 @@ class Mixture:
                     ],
                     aggregator=result.aggregator,
                     seed=request.seed,
+                    budget=request.budget if request.budget is not None else self.run.config.router.budget,
                     usage=Usage.of(c for step in steps.values() for c in step),
                     steps={name: Usage.of(step) for name, step in steps.items() if step},
                 )

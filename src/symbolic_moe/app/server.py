@@ -8,7 +8,10 @@ once per batch, yet every request stays its own:
   field), `n > 1` (400), question size (400), model name (404), API key (401);
 - its own `seed` (recruitment, experts and aggregator), its own `max_tokens` / `temperature` (the
   LLM aggregator's; part of that generation's store key), its own `usage` (only its generations;
-  with `cost_usd`, an extension field: USD of those generations, null when a model is unpriced);
+  with `cost_usd`, an extension field: USD of those generations, null when a model is unpriced),
+  and its own `budget` (an extension field, USD per question, learned routers only: the expert
+  calls may cost no more; too small for the cheapest model's call, or a method that cannot keep
+  to one: 400 naming `budget`);
 - a batch that fails is split in halves until the failing request is alone, so a bad request
   fails only itself (generations already stored are reused, not repeated).
 `stream: true` sends OpenAI `chat.completion.chunk` events: the role first, the whole answer as one
@@ -37,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..api import Answer, Mixture, last_user_message
 from ..api import Request as AnswerRequest
+from ..errors import ConfigError
 
 MODEL_ID = "symbolic-moe"
 _INT64 = 2**63
@@ -92,6 +96,7 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: StrictInt | None = Field(None, ge=1)
     max_completion_tokens: StrictInt | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
+    budget: float | None = Field(None, gt=0, allow_inf_nan=False)  # extension: USD per question
 
 
 def parse_request(body: bytes, options: ServerOptions) -> ChatCompletionRequest:
@@ -226,6 +231,7 @@ def _details(answer: Answer) -> dict[str, Any]:
         "aggregator": answer.aggregator,
         "recruitment": answer.recruitment,
         "seed": answer.seed,
+        "budget": answer.budget,
         "steps": {name: u.model_dump() for name, u in answer.steps.items()},
     }
 
@@ -277,9 +283,12 @@ def create_app(mixture: Mixture, options: ServerOptions | None = None) -> FastAP
         parsed = parse_request(body, options)
         text = question_text(parsed, options)
         seed = mixture.run.config.seed if parsed.seed is None else parsed.seed
-        ask = AnswerRequest(
-            mixture.question(text), seed, parsed.max_tokens or parsed.max_completion_tokens, parsed.temperature
-        )
+        try:
+            mixture.check_budget(parsed.budget)
+        except ConfigError as exc:
+            raise ApiError(400, str(exc), "budget", "invalid_value") from None
+        max_tokens = parsed.max_tokens or parsed.max_completion_tokens
+        ask = AnswerRequest(mixture.question(text), seed, max_tokens, parsed.temperature, parsed.budget)
         future = service.submit(ask)
         meta = {"id": "chatcmpl-" + uuid.uuid4().hex, "created": int(time.time()), "model": MODEL_ID}
         if parsed.stream:

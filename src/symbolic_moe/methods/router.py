@@ -28,7 +28,7 @@ import numpy as np
 from ..grading import answer_key
 from ..inference.pipeline import cascade_experts, routed_plan, synthesize
 from ..routing import fit
-from ..routing.cost import expert_order, frugal_plan
+from ..routing.cost import Budget, expert_order, frugal_plan, per_question
 from ..routing.decide import weights_for
 from ..types import Question
 from ..voting import answer_as_text
@@ -44,7 +44,8 @@ def route_vote(
     """The k most likely models per question answer (one batch); weighted vote or LLM synthesis.
     With `router.cost_weight` or `router.budget`: the k best by p - cost_weight x cost that fit
     the budget (routing.cost.expert_order)."""
-    plan = routed_plan(run, questions, probabilities, k, _order(run, probabilities, k))
+    method = "router_single" if k == 1 else "router_vote"
+    plan = routed_plan(run, questions, probabilities, k, plan_order(run, method, probabilities, questions, k=k))
     result = synthesize(run, questions, plan, seed, "llm" if aggregation == "llm" else "weighted", write=False)
     index = {m: i for i, m in enumerate(run.experts)}
     predictions = [
@@ -67,13 +68,31 @@ def route_vote(
     return predictions, info
 
 
-def _order(run: Run, probabilities: np.ndarray, k: int) -> np.ndarray | None:
-    """Up to k experts per question (negative-padded) by p - cost_weight x cost within the
-    budget; None (best-first) when the router has no cost-aware setting."""
-    if not fit.cost_aware(run):
-        return None
+def plan_order(
+    run: Run,
+    method: str,
+    probabilities: np.ndarray,
+    questions: Sequence[Question],
+    budgets: Budget = None,
+    k: int | None = None,
+) -> np.ndarray | None:
+    """The experts each question may ask, in order (negative entries end a list): for
+    `router_frugal` the cheapest-first frontier, else the k (default: the method's) best by
+    p - cost_weight x cost; each within its budget (`budgets`: per question, default
+    `router.budget`). None: best-first, when no cost-aware setting applies. Shared by the methods
+    and the Python API (per-request budgets); a budget too small for any call is an error here."""
     cfg = run.config.router
-    return expert_order(probabilities, fit.costs(run), cfg.cost_weight, cfg.budget, k)
+    budgets = per_question(cfg.budget if budgets is None else budgets, len(questions))
+    if method != "router_frugal" and not fit.cost_aware(run) and all(b is None for b in budgets):
+        return None
+    costs = fit.costs(run)
+    for budget in set(budgets):
+        costs.check_budget(budget)
+    if method == "router_frugal":
+        weights = weights_for(probabilities, [q.n_options for q in questions])
+        return frugal_plan(probabilities, weights, costs, budgets, cfg.frugal_k_max)
+    width = k or {"router_single": 1, "router_cascade": cfg.k_max}.get(method, run.config.recruit.k)
+    return expert_order(probabilities, costs, cfg.cost_weight, budgets, width)
 
 
 def route_cascade(
@@ -146,7 +165,7 @@ def router_vote(run: Run, seed: int):
 def router_cascade(run: Run, seed: int):
     cfg = run.config.router
     probabilities = fit.predict_scored(run)
-    order = _order(run, probabilities, cfg.k_max)
+    order = plan_order(run, "router_cascade", probabilities, run.test)
     return route_cascade(run, run.test, probabilities, cfg.margin, cfg.k_max, seed, order)
 
 
@@ -159,6 +178,5 @@ def _prepare_frugal(run: Run) -> None:
 def router_frugal(run: Run, seed: int):
     cfg = run.config.router
     probabilities = fit.predict_scored(run)
-    weights = weights_for(probabilities, [q.n_options for q in run.test])
-    order = frugal_plan(probabilities, weights, fit.costs(run), cfg.budget, cfg.frugal_k_max)
+    order = plan_order(run, "router_frugal", probabilities, run.test)
     return route_cascade(run, run.test, probabilities, cfg.frugal_margin, cfg.frugal_k_max, seed, order, True)

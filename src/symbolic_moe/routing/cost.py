@@ -30,6 +30,16 @@ from ..errors import ConfigError
 
 PER = 1000.0  # cost_weight reads costs in USD per 1,000 questions
 NONE = -1  # an order's padding: no further model for that question
+Budget = float | None | Sequence[float | None]  # one for every question, or one per question
+
+
+def per_question(budget: Budget, n: int) -> list[float | None]:
+    if budget is None or isinstance(budget, int | float):
+        return [budget] * n
+    budgets = list(budget)
+    if len(budgets) != n:
+        raise ValueError(f"{len(budgets)} budgets for {n} questions")
+    return budgets
 
 
 @dataclass(frozen=True)
@@ -52,7 +62,7 @@ class Costs:
             raise ConfigError(
                 f"{what} needs every pool model's price: model '{unpriced[0]}' is unpriced"
                 f"{f' (and {len(unpriced) - 1} more)' if len(unpriced) > 1 else ''}; "
-                f"set [pool.\"{unpriced[0]}\"] price = {{ input = ..., output = ... }} or {{ per_call = ... }}"
+                f'set [pool."{unpriced[0]}"] price = {{ input = ..., output = ... }} or {{ per_call = ... }}'
             )
         return cls(tuple(models), costs.mean(axis=0), costs.max(axis=0))
 
@@ -86,17 +96,17 @@ def cost_ranking(probabilities: np.ndarray, expected: np.ndarray, cost_weight: f
     return np.array([np.lexsort((c, -s)) for s, c in zip(scores(p, cost, cost_weight), cost, strict=True)])
 
 
-def affordable(order: np.ndarray, caps: np.ndarray, budget: float | None, k: int) -> np.ndarray:
+def affordable(order: np.ndarray, caps: np.ndarray, budget: Budget, k: int) -> np.ndarray:
     """Per question, the first `k` models of `order` (padded with NONE) whose caps still fit the
     budget when taken in that order; a model that does not fit is skipped for cheaper ones."""
     order = np.asarray(order, dtype=int)
     out = np.full((len(order), min(k, order.shape[1])), NONE, dtype=int)
-    for q, row in enumerate(order):
+    for q, (row, limit) in enumerate(zip(order, per_question(budget, len(order)), strict=True)):
         spent, taken = 0.0, 0
         for m in row:
             if taken == out.shape[1] or m == NONE:
                 break
-            if budget is not None and spent + caps[m] > budget * (1 + 1e-9):
+            if limit is not None and spent + caps[m] > limit * (1 + 1e-9):
                 continue
             out[q, taken], spent, taken = m, spent + caps[m], taken + 1
     return out
@@ -138,7 +148,7 @@ def _hull(models: Sequence[int], cost: np.ndarray, p: np.ndarray) -> list[int]:
 
 
 def expert_order(
-    probabilities: np.ndarray, costs: Costs | None, cost_weight: float, budget: float | None, k: int
+    probabilities: np.ndarray, costs: Costs | None, cost_weight: float, budget: Budget, k: int
 ) -> np.ndarray:
     """The experts of `router_single` / `router_vote` / `router_cascade`, up to k per question
     (padded with NONE): by predicted correctness, or, with prices, by p - cost_weight x cost
@@ -149,12 +159,12 @@ def expert_order(
     return affordable(cost_ranking(probabilities, costs.mean, cost_weight), costs.cap, budget, k)
 
 
-def frugal_plan(
-    probabilities: np.ndarray, weights: np.ndarray, costs: Costs, budget: float | None, k_max: int
-) -> np.ndarray:
+def frugal_plan(probabilities: np.ndarray, weights: np.ndarray, costs: Costs, budget: Budget, k_max: int) -> np.ndarray:
     """`router_frugal`'s order per question: the frontier of the models whose call fits the budget
     (`frugal_order`), cheapest first, cut where the budget ends."""
-    fits = np.ones_like(costs.cap, dtype=bool) if budget is None else costs.cap <= budget * (1 + 1e-9)
+    budgets = per_question(budget, len(probabilities))
+    limit = np.array([np.inf if b is None else b * (1 + 1e-9) for b in budgets])[:, None]
+    fits = costs.cap[None, :] <= limit
     p = np.where(fits, probabilities, 0.0)  # a model whose call never fits is never asked
     order = frugal_order(p, costs.mean, np.where(fits, weights, 0.0), k_max)
-    return affordable(order, costs.cap, budget, k_max)
+    return affordable(order, costs.cap, budgets, k_max)
