@@ -92,11 +92,10 @@ def play(replay: Replay, p: np.ndarray, costs: Costs, family: str, s: dict[str, 
 
 
 def singles(replay: Replay, models: list[str]) -> list[dict[str, Any]]:
-    assert replay.costs is not None
-    right = np.array([[a is not None and a == g for a in row] for row, g in zip(replay.answers, replay.gold)])
+    outcomes = [single_outcome(replay, j) for j in range(len(models))]
     return [
-        {"model": m, "accuracy": float(right[:, j].mean()), "cost": float(replay.costs[:, j].mean()), "j": j}
-        for j, m in enumerate(models)
+        {"model": m, "accuracy": o.accuracy, "cost": o.cost, "j": j}
+        for j, (m, o) in enumerate(zip(models, outcomes, strict=True))
     ]
 
 
@@ -162,7 +161,7 @@ def bench_pool(pool: str, work: Path) -> dict[str, Any]:
     p = router_fit.predict_scored(run)
     test_singles = singles(test, run.experts)
     best_test = test_singles[best["j"]]
-    best_correct = np.array([a == g for a, g in zip((r[best["j"]] for r in test.answers), test.gold)], dtype=float)
+    best_correct = single_outcome(test, best["j"]).correct
     rows = []
     for family, s in settings(run):
         outcome = play(test, p, costs, family, s)
@@ -199,9 +198,8 @@ def bench_pool(pool: str, work: Path) -> dict[str, Any]:
 
 
 def single_outcome(replay: Replay, j: int) -> Outcome:
-    assert replay.costs is not None
-    correct = np.array([r[j] is not None and r[j] == g for r, g in zip(replay.answers, replay.gold)], dtype=float)
-    return Outcome(correct, replay.costs[:, j].copy(), np.ones(len(correct)))
+    """One pool model alone on every question."""
+    return replay.outcome([[j] for _ in replay.gold], [row[j] for row in replay.answers])
 
 
 def default_sets(chosen: dict[str, Any]) -> list[str]:

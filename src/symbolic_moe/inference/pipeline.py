@@ -68,9 +68,7 @@ def synthesize(
     return Synthesis(finals, texts, aggregation, steps)
 
 
-def routed_plan(
-    run: Run, questions: Sequence[Question], probabilities: Any, k: int, order: Any = None
-) -> Recruitment:
+def routed_plan(run: Run, questions: Sequence[Question], probabilities: Any, k: int, order: Any = None) -> Recruitment:
     """The learned routers' top-k plan: per question the k most likely correct pool models, best
     first (or the models of `order`, negative entries ending a list: a cost-aware order);
     their log-odds vote weights stand where a recruitment keeps its probabilities, so the

@@ -49,9 +49,7 @@ def log_odds_weight(p: float | np.ndarray, n_options: int | None) -> float | np.
     return np.maximum(np.log(p * others / (1 - p)), 0.0)
 
 
-def should_stop(
-    totals: dict[str, float], remaining: Sequence[float], threshold: float, frugal: bool = False
-) -> bool:
+def should_stop(totals: dict[str, float], remaining: Sequence[float], threshold: float, frugal: bool = False) -> bool:
     """The cascade's stopping rule after an expert has answered; `remaining` are the weights of the
     experts still allowed to answer (empty at k_max)."""
     if not remaining:

@@ -179,9 +179,7 @@ def call_costs(run: Run, split: str, questions: Sequence[Question]) -> np.ndarra
     """(questions x pool models) USD of each pool model's call on each question (NaN: unpriced),
     read from the same generations the labels grade (stored: nothing is generated again)."""
     generations = profiles.completions_all(questions, run.experts, run.scheduler, f"router costs ({split})")
-    return np.array(
-        [[_usd(generations.get(m, {}).get(q.id)) for m in run.experts] for q in questions], dtype=float
-    )
+    return np.array([[_usd(generations.get(m, {}).get(q.id)) for m in run.experts] for q in questions], dtype=float)
 
 
 def _usd(completion: Completion | None) -> float:
