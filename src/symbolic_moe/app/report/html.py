@@ -116,6 +116,14 @@ def _provenance(results: dict[str, Any]) -> str:
     )
 
 
+def _dollars_figure(report: RunReport) -> list[str]:
+    """Accuracy against dollars per question, when at least one method is priced."""
+    if not any(m.cost_per_question is not None for m in report.methods.values()):
+        return []
+    caption = "Accuracy (95% interval) against USD per 1,000 questions (log scale), every priced method."
+    return [_figure(figures.accuracy_vs_dollars(report.methods), "accuracy against dollars per question", caption)]
+
+
 def run_html(report: RunReport) -> str:
     r = report.results
     parts = [
@@ -139,6 +147,7 @@ def run_html(report: RunReport) -> str:
             "accuracy against calls per question",
             "Accuracy (95% interval) against LLM calls per question, every method.",
         ),
+        *_dollars_figure(report),
         "<h2>Expert selection counts (paper Fig. 4)</h2>",
     ]
     parts += [
