@@ -15,8 +15,9 @@ Validation only decides: the router is the config's, fitted on the validation sp
 first replayed out-of-fold on validation (5 folds x 3 shuffles; `routing.select.Replay`, the same
 `decide` / `cost` functions the methods call), and the defaults are chosen there:
 - "match" rule (the config defaults of frugal_margin, frugal_k_max and cost_weight): the cheapest
-  setting whose validation accuracy reaches the best single model's; if none does, the most
-  accurate one;
+  setting not significantly less accurate than the best single model on validation (paired
+  bootstrap over questions, each question's correctness averaged over the fold shuffles: the 95%
+  interval of the difference reaches 0); if none, the most accurate one;
 - "beat" rule (the other named setting of frugal's knob): the most accurate setting costing at
   most the best single model's validation cost.
 The test split is then scored once per setting (replayed from the stored test answers), and the
@@ -105,14 +106,15 @@ def choose(rows: list[dict[str, Any]], target: dict[str, Any], family: str, rule
     if rule == "beat":
         within = [r for r in mine if r["cost"] <= target["cost"]] or mine
         return max(within, key=lambda r: (round(r["accuracy"], 9), -r["cost"]))
-    reaching = [r for r in mine if r["accuracy"] >= target["accuracy"] - 1e-12]
-    if reaching:
-        return min(reaching, key=lambda r: (r["cost"], -r["accuracy"]))
+    matching = [r for r in mine if r["vs_best"]["high"] >= 0]
+    if matching:
+        return min(matching, key=lambda r: (r["cost"], -r["accuracy"]))
     return max(mine, key=lambda r: (round(r["accuracy"], 9), -r["cost"]))
 
 
-def validation_sweep(run: Run, replay: Replay, costs: Costs) -> list[dict[str, Any]]:
-    """Every setting's out-of-fold validation accuracy and cost (mean over the fold shuffles)."""
+def validation_sweep(run: Run, replay: Replay, costs: Costs, best: np.ndarray) -> list[dict[str, Any]]:
+    """Every setting's out-of-fold validation accuracy and cost (mean over the fold shuffles), and
+    its paired bootstrap against the best single model (`best`: its per-question correctness)."""
     signals, correct, _ = router_cv.validation_data(run)
     preds = [out_of_fold(lambda: router_fit.make_predictor(run), signals, correct, 5, s) for s in FOLD_SEEDS]
     rows = []
@@ -125,6 +127,7 @@ def validation_sweep(run: Run, replay: Replay, costs: Costs) -> list[dict[str, A
                 "accuracy": float(np.mean([d.accuracy for d in done])),
                 "cost": float(np.mean([d.cost for d in done])),
                 "calls": float(np.mean([d.calls.mean() for d in done])),
+                "vs_best": paired_bootstrap_diff(np.stack([d.correct for d in done]), best),
             }
         )
     return rows
@@ -151,7 +154,7 @@ def bench_pool(pool: str, work: Path) -> dict[str, Any]:
     costs = Costs.fit(run.experts, val.costs)
     val_singles = singles(val, run.experts)
     best = max(val_singles, key=lambda r: (r["accuracy"], -r["cost"]))
-    val_rows = validation_sweep(run, val, costs)
+    val_rows = validation_sweep(run, val, costs, single_outcome(val, best["j"]).correct)
     chosen = {f: choose(val_rows, best, f, "match") for f in ("router_single", "router_vote", "router_frugal")}
     chosen["router_frugal_beat"] = choose(val_rows, best, "router_frugal", "beat")
     chosen["router_cascade"] = choose(val_rows, best, "router_cascade", "match")
