@@ -62,7 +62,7 @@ def route_vote(
     ]
     aggregator = result.aggregator if aggregation == "llm" else "confidence-weighted vote"
     cfg = run.config.router
-    info = {"aggregator": aggregator, "k": min(k, len(run.experts)), "router": cfg.kind}
+    info: dict[str, Any] = {"aggregator": aggregator, "k": min(k, len(run.experts)), "router": cfg.kind}
     if fit.cost_aware(run):
         info |= {"cost_weight": cfg.cost_weight, "budget": cfg.budget}
     return predictions, info
@@ -123,7 +123,7 @@ def route_cascade(
         )
     ]
     spent = [len(a) for a in result.asked]
-    info = {
+    info: dict[str, Any] = {
         "router": run.config.router.kind,
         "margin": margin,
         "k_max": k_max,

@@ -70,7 +70,10 @@ class Replay:
         """The weighted vote of each question's experts in `order` (negative entries end a list)."""
         weights = weights_for(probabilities, self.options)
         asked = [[int(m) for m in row if m >= 0] for row in order]
-        finals = [leader(tally([self.answers[q][m] for m in row], weights[q, row])) for q, row in enumerate(asked)]
+        finals = [
+            leader(tally([self.answers[q][m] for m in row], [float(weights[q, m]) for m in row]))
+            for q, row in enumerate(asked)
+        ]
         return self.outcome(asked, finals)
 
     def cascaded(
