@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from symbolic_moe import frontier
 from symbolic_moe.config import parse_config
 from symbolic_moe.errors import ConfigError
 from symbolic_moe.routing.cost import NONE, Costs, affordable, cost_ranking, expert_order, frugal_order, frugal_plan
@@ -133,3 +134,17 @@ def test_cascade_with_an_empty_order_asks_nobody():
     order = np.array([[NONE, NONE]])
     result = cascade(order, np.ones((1, 2)), 1.0, 2, lambda batch: pytest.fail("asked"))
     assert result.asked == [[]] and result.answers == [None]
+
+
+def test_frontier_hull_aiq_and_first_match():
+    # single models: (cost, accuracy)
+    points = [(1.0, 0.5), (2.0, 0.6), (3.0, 0.9), (4.0, 0.85), (10.0, 0.95)]
+    # (2, 0.6) lies under the chord from (1, 0.5) to (3, 0.9); (4, 0.85) is dearer and worse
+    assert frontier.hull(points) == [(1.0, 0.5), (3.0, 0.9), (10.0, 0.95)]
+    assert frontier.quality_at(frontier.hull(points), 2.0) == pytest.approx(0.7)
+    assert frontier.quality_at(frontier.hull(points), 0.5) == 0.0  # below the cheapest point
+    # area over [1, 10]: trapezoids (1..3) 2 * 0.7 + (3..10) 7 * 0.925, divided by 9
+    assert frontier.aiq(points, 1.0, 10.0) == pytest.approx((2 * 0.7 + 7 * 0.925) / 9, abs=1e-6)
+    # a router that reaches 0.95 at cost 3 has a higher AIQ than the zero router
+    assert frontier.aiq([(1.0, 0.5), (3.0, 0.95)], 1.0, 10.0) > frontier.aiq(points, 1.0, 10.0)
+    assert frontier.first_match(points, 0.9) == (3.0, 0.9) and frontier.first_match(points, 0.99) is None
