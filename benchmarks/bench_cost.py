@@ -6,9 +6,9 @@
 Per pool: every single model's (USD per question, accuracy) point, the zero router (the upper
 convex hull of the single models' points) and, per router, a sweep of its knob: `router_single`
 and `router_vote` over `router.cost_weight`, `router_cascade` over `router.margin`, `router_frugal`
-over `router.frugal_margin` x `router.frugal_k_max`; each router's AIQ (symbolic_moe.frontier), the
-cost at which it first matches the best single model (as a share of that model's cost), 95%
-bootstrap intervals over questions (symbolic_moe.stats) for accuracy and cost, and a paired
+over `router.frugal_margin` x `router.frugal_k_max` x `router.frugal_cost_weight`; each router's
+AIQ (symbolic_moe.frontier), the cost at which it first matches the best single model (as a share
+of that model's cost), 95% bootstrap intervals over questions (symbolic_moe.stats) for accuracy and cost, and a paired
 bootstrap against the best single model for the chosen defaults.
 
 Validation only decides: the router is the config's, fitted on the validation split; the sweeps are
@@ -58,8 +58,9 @@ POOLS = {
 }
 LAMBDAS = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
 CASCADE_MARGINS = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
-FRUGAL_K = [1, 2, 3, 4, 5]
-FRUGAL_MARGINS = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 10.0, 12.0]
+FRUGAL_K = [2, 3, 4]
+FRUGAL_LAMBDAS = [0.01, 0.03, 0.1, 0.3, 1.0]
+FRUGAL_MARGINS = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
 FOLD_SEEDS = [0, 1, 2]
 METHODS = ["task_best", "top_k_vote", "router_vote", "router_cascade", "router_frugal"]
 
@@ -77,7 +78,12 @@ def settings(run: Run) -> list[tuple[str, dict[str, float]]]:
     rows = [("router_single", {"cost_weight": lam}) for lam in LAMBDAS]
     rows += [("router_vote", {"cost_weight": lam, "k": cfg.recruit.k}) for lam in LAMBDAS]
     rows += [("router_cascade", {"margin": m, "k_max": cfg.router.k_max}) for m in CASCADE_MARGINS]
-    rows += [("router_frugal", {"frugal_margin": m, "frugal_k_max": k}) for k in FRUGAL_K for m in FRUGAL_MARGINS]
+    rows += [
+        ("router_frugal", {"frugal_margin": m, "frugal_k_max": k, "frugal_cost_weight": lam})
+        for lam in FRUGAL_LAMBDAS
+        for k in FRUGAL_K
+        for m in FRUGAL_MARGINS
+    ]
     return rows
 
 
@@ -88,7 +94,7 @@ def play(replay: Replay, p: np.ndarray, costs: Costs, family: str, s: dict[str, 
         return replay.voted(p, expert_order(p, costs, s["cost_weight"], None, k))
     if family == "router_cascade":
         return replay.cascaded(p, ranking(p), s["margin"], int(s["k_max"]))
-    order = frugal_plan(p, weights_for(p, replay.options), costs, None, int(s["frugal_k_max"]))
+    order = frugal_plan(p, weights_for(p, replay.options), costs, None, int(s["frugal_k_max"]), s["frugal_cost_weight"])
     return replay.cascaded(p, order, s["frugal_margin"], int(s["frugal_k_max"]), frugal=True)
 
 
@@ -207,10 +213,14 @@ def single_outcome(replay: Replay, j: int) -> Outcome:
 
 def default_sets(chosen: dict[str, Any]) -> list[str]:
     frugal, vote = chosen["router_frugal"]["setting"], chosen["router_vote"]["setting"]
+    return [*frugal_sets(frugal), f"router.cost_weight={vote['cost_weight']}"]
+
+
+def frugal_sets(s: dict[str, float]) -> list[str]:
     return [
-        f"router.frugal_margin={frugal['frugal_margin']}",
-        f"router.frugal_k_max={int(frugal['frugal_k_max'])}",
-        f"router.cost_weight={vote['cost_weight']}",
+        f"router.frugal_margin={s['frugal_margin']}",
+        f"router.frugal_k_max={int(s['frugal_k_max'])}",
+        f"router.frugal_cost_weight={s['frugal_cost_weight']}",
     ]
 
 
@@ -218,8 +228,7 @@ def measure(config: str, pool: str, chosen: dict[str, Any], work: Path) -> dict[
     """The chosen defaults run for real (`smoe compare`'s code path, seed 0): accuracy, calls and
     the dollars of the accounting, beside the replayed figures above."""
     results = run_methods(config, SKILLS + default_sets(chosen), work / "measured", METHODS, [0])
-    beat = chosen["router_frugal_beat"]["setting"]
-    knob = [f"router.frugal_margin={beat['frugal_margin']}", f"router.frugal_k_max={int(beat['frugal_k_max'])}"]
+    knob = frugal_sets(chosen["router_frugal_beat"]["setting"])
     results_beat = run_methods(config, SKILLS + knob, work / "measured-beat", ["router_frugal"], [0])
     keep = ("accuracy", "ci95", "calls_per_question", "cost_per_question")
     out = {m: {k: results[m].get(k) for k in keep} for m in METHODS}

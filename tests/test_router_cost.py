@@ -75,33 +75,31 @@ def test_expert_order_without_prices_is_the_ranking():
     assert expert_order(p, costs, 0.0, 0.002, 3).tolist() == [[1, 0, NONE]]
 
 
-def test_frugal_order_is_the_cheapest_first_frontier_per_question():
-    mean = np.array([0.0002, 0.001, 0.006])
+def test_frugal_order_asks_cheaper_models_first_and_the_most_likely_last():
+    mean = np.array([0.0002, 0.001, 0.006, 0.0003])
     p = np.array(
         [
-            [0.70, 0.80, 0.90],  # every model is better than the cheaper ones: all three, cheap first
-            [0.85, 0.80, 0.90],  # middle is dearer and worse than cheap: skipped
-            [0.95, 0.80, 0.90],  # cheap is the most likely: it alone
-            [0.10, 0.10, 0.20],  # no model beats chance (1/4): the most likely answers
+            [0.70, 0.80, 0.90, 0.60],  # dear is the most likely: two cheaper ones before it
+            [0.95, 0.80, 0.90, 0.60],  # cheap is the most likely: nobody is cheaper than it
+            [0.10, 0.10, 0.20, 0.10],  # no model beats chance (1/4): the most likely alone
         ]
     )
-    weights = weights_for(p, [4, 4, 4, 4])
-    assert frugal_order(p, mean, weights, 3).tolist() == [
-        [0, 1, 2],
-        [0, 2, NONE],
-        [0, NONE, NONE],
-        [2, NONE, NONE],
-    ]
-    # k_max keeps the dearest (strongest) end of the frontier
-    assert frugal_order(p, mean, weights, 2).tolist()[0] == [1, 2]
+    weights = weights_for(p, [4, 4, 4])
+    # lambda 0.01: scores cheap 0.698, middle 0.79, other 0.597: middle and cheap, cheapest first
+    assert frugal_order(p, mean, weights, 3, 0.01).tolist() == [[0, 1, 2], [0, NONE, NONE], [2, NONE, NONE]]
+    # lambda 0.3: middle 0.5, cheap 0.64, other 0.51: cheap and other (cheaper than middle now)
+    assert frugal_order(p, mean, weights, 3, 0.3).tolist()[0] == [0, 3, 2]
+    # k_max 2: one cheaper model, then the most likely
+    assert frugal_order(p, mean, weights, 2, 0.01).tolist()[0] == [1, 2]
 
 
 def test_frugal_plan_leaves_out_models_the_budget_never_admits():
     costs = Costs.fit(MODELS, COSTS)
     p = np.array([[0.70, 0.80, 0.90]])
     weights = weights_for(p, [4])
-    assert frugal_plan(p, weights, costs, None, 3).tolist() == [[0, 1, 2]]
-    assert frugal_plan(p, weights, costs, 0.0015, 3).tolist() == [[0, 1, NONE]]
+    assert frugal_plan(p, weights, costs, None, 3, 0.01).tolist() == [[0, 1, 2]]
+    # 0.0015: dear never fits, so middle is the most likely model left and comes last
+    assert frugal_plan(p, weights, costs, 0.0015, 3, 0.01).tolist() == [[0, 1, NONE]]
 
 
 def test_frugal_cascade_stops_when_cheap_experts_agree_and_escalates_when_not():
@@ -110,7 +108,7 @@ def test_frugal_cascade_stops_when_cheap_experts_agree_and_escalates_when_not():
     mean = np.array([0.0002, 0.001, 0.006])
     p = np.array([[0.80, 0.90, 0.95], [0.80, 0.90, 0.95]])
     weights = weights_for(p, [4, 4])
-    order = frugal_order(p, mean, weights, 3)
+    order = frugal_order(p, mean, weights, 3, 0.01)
     answers = {(0, 0): "A", (0, 1): "A", (0, 2): "B", (1, 0): "A", (1, 1): "C", (1, 2): "C"}
     asked: list[tuple[int, int]] = []
 

@@ -100,7 +100,10 @@ class RouterConfig(_Strict):
     frugal_margin: float = Field(
         6.0, ge=0, description="router_frugal: stop once the leading answer's log-odds margin reaches it"
     )
-    frugal_k_max: int = Field(4, ge=1, description="router_frugal: at most this many experts per question")
+    frugal_k_max: int = Field(3, ge=1, description="router_frugal: at most this many experts per question")
+    frugal_cost_weight: float = Field(
+        0.1, ge=0, description="router_frugal: its cheaper experts are the best by p - this x USD per 1,000 questions"
+    )
 
 
 class AggregatorConfig(_Strict):

@@ -8,10 +8,10 @@ pool model is to answer correctly (`routing/`); these methods spend expert calls
 - `router_cascade`: models answer best-first, one round per rank, until the weighted margin of the
   leading answer reaches `router.margin` or `router.k_max` experts have answered; the mean calls
   per question it spent is reported in the result info;
-- `router_frugal` (issue 18): a cost-aware cascade: per question the models on the upper convex
-  hull of (expected cost, predicted correctness), cheapest first (`routing.cost.frugal_order`),
-  until the weighted margin reaches `router.frugal_margin`; a question that never gets there takes
-  the answer of the last (dearest, most likely right) expert asked.
+- `router_frugal` (issue 18): a cost-aware cascade: per question up to `router.frugal_k_max` - 1
+  cheaper models (the best by p - `router.frugal_cost_weight` x cost), cheapest first, then the
+  most likely model (`routing.cost.frugal_order`), until the weighted margin reaches
+  `router.frugal_margin`; a question that never gets there takes the last expert's answer.
 With `router.cost_weight` (lambda) the experts of the first three are ranked by p - lambda x
 expected cost (USD per 1,000 questions); with `router.budget` no question's calls may cost more
 than the budget (each model's largest validation call counted in advance).
@@ -90,7 +90,7 @@ def plan_order(
         costs.check_budget(budget)
     if method == "router_frugal":
         weights = weights_for(probabilities, [q.n_options for q in questions])
-        return frugal_plan(probabilities, weights, costs, budgets, cfg.frugal_k_max)
+        return frugal_plan(probabilities, weights, costs, budgets, cfg.frugal_k_max, cfg.frugal_cost_weight)
     width = k or {"router_single": 1, "router_cascade": cfg.k_max}.get(method, run.config.recruit.k)
     return expert_order(probabilities, costs, cfg.cost_weight, budgets, width)
 

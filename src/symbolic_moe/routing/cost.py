@@ -11,12 +11,13 @@ question never spends more than its budget on questions like the labelled ones.
 questions: a model is ranked by p - lambda * 1000 * cost, so lambda = 0.01 means one more dollar
 per 1,000 questions must buy at least one point of predicted accuracy.
 
-Frugal order (`frugal_order`): per question, the models on the upper convex hull of the
-(expected cost, predicted correctness) points, cheapest first (RouterBench's efficient frontier,
-per question): a cascade asks cheap experts first and escalates only to models more likely right
-than every cheaper one and worth their price against a mix of the others (a dear model barely
-better than a cheap one is left out); the most likely model comes last. `k_max` keeps the dearest
-`k_max` models of that frontier (cheap models are dropped from the cheap end).
+Frugal order (`frugal_order`): per question, the most likely model comes last; before it, up to
+`k_max - 1` cheaper models, the best by p - `frugal_cost_weight` x cost, asked cheapest first. A
+cascade over that order asks cheap experts first and escalates to the strong, dear one only when
+they are not confident enough. A cheap model less likely right than another cheap one still earns
+its place as a second opinion (their agreement is the signal), which a cost/accuracy frontier of
+the models would drop: on both replay pools' validation splits the frontier order reached the best
+model's accuracy only at its full price.
 """
 
 from __future__ import annotations
@@ -79,11 +80,6 @@ class Costs:
             )
 
 
-def check_cost_weight(cost_weight: float, field: str = "router.cost_weight") -> None:
-    if not cost_weight >= 0:
-        raise ConfigError(f"{field}: must be >= 0 (got {cost_weight})")
-
-
 def scores(probabilities: np.ndarray, expected: np.ndarray, cost_weight: float) -> np.ndarray:
     """Predicted correctness minus cost_weight x expected cost (USD per 1,000 questions)."""
     return np.asarray(probabilities, dtype=float) - cost_weight * PER * np.asarray(expected, dtype=float)
@@ -112,39 +108,23 @@ def affordable(order: np.ndarray, caps: np.ndarray, budget: Budget, k: int) -> n
     return out
 
 
-def frugal_order(probabilities: np.ndarray, expected: np.ndarray, weights: np.ndarray, k_max: int) -> np.ndarray:
-    """Per question, the models on the upper convex hull of (expected cost, p) with a positive
-    vote weight, cheapest first, at most `k_max` of them (the dearest), padded with NONE."""
+def frugal_order(
+    probabilities: np.ndarray, expected: np.ndarray, weights: np.ndarray, k_max: int, cost_weight: float
+) -> np.ndarray:
+    """Per question (padded with NONE): up to k_max - 1 cheaper models with a positive vote weight,
+    the best by p - cost_weight x cost (USD per 1,000 questions), asked cheapest first, then the
+    most likely model."""
     p = np.asarray(probabilities, dtype=float)
     cost = np.broadcast_to(np.asarray(expected, dtype=float), p.shape)
     width = min(k_max, p.shape[1])
     out = np.full((len(p), width), NONE, dtype=int)
+    score = scores(p, cost, cost_weight)
     for q in range(len(p)):
-        useful = [int(m) for m in np.lexsort((-p[q], cost[q])) if weights[q, m] > 0]
-        kept = _hull(useful, cost[q], p[q])[-width:] or [int(np.argmax(p[q]))]
-        out[q, : len(kept)] = kept
+        top = int(np.lexsort((cost[q], -p[q]))[0])  # the most likely (ties: the cheaper)
+        cheaper = [int(m) for m in np.lexsort((cost[q], -score[q])) if weights[q, m] > 0 and cost[q, m] < cost[q, top]]
+        row = sorted(cheaper[: width - 1], key=lambda m: (cost[q, m], -p[q, m])) + [top]
+        out[q, : len(row)] = row
     return out
-
-
-def _hull(models: Sequence[int], cost: np.ndarray, p: np.ndarray) -> list[int]:
-    """The models (given cheapest first) on the rising part of the upper convex hull of their
-    (cost, p) points: each is more likely right than every cheaper one, and buys its gain at no
-    better a rate than the models before it (a model a mix of its neighbours beats is dropped)."""
-    hull: list[int] = []
-    for m in models:
-        if hull and p[m] <= p[hull[-1]]:
-            continue  # no more likely right than a cheaper model
-        if hull and cost[m] == cost[hull[-1]]:
-            hull.pop()  # as cheap and more likely right: replaces it
-        while len(hull) >= 2:
-            a, b = hull[-2], hull[-1]
-            # b lies on or under the segment from a to m: drop it
-            if (p[b] - p[a]) * (cost[m] - cost[a]) <= (p[m] - p[a]) * (cost[b] - cost[a]):
-                hull.pop()
-            else:
-                break
-        hull.append(m)
-    return hull
 
 
 def expert_order(
@@ -159,12 +139,14 @@ def expert_order(
     return affordable(cost_ranking(probabilities, costs.mean, cost_weight), costs.cap, budget, k)
 
 
-def frugal_plan(probabilities: np.ndarray, weights: np.ndarray, costs: Costs, budget: Budget, k_max: int) -> np.ndarray:
+def frugal_plan(
+    probabilities: np.ndarray, weights: np.ndarray, costs: Costs, budget: Budget, k_max: int, cost_weight: float
+) -> np.ndarray:
     """`router_frugal`'s order per question: the frontier of the models whose call fits the budget
     (`frugal_order`), cheapest first, cut where the budget ends."""
     budgets = per_question(budget, len(probabilities))
     limit = np.array([np.inf if b is None else b * (1 + 1e-9) for b in budgets])[:, None]
     fits = costs.cap[None, :] <= limit
     p = np.where(fits, probabilities, 0.0)  # a model whose call never fits is never asked
-    order = frugal_order(p, costs.mean, np.where(fits, weights, 0.0), k_max)
+    order = frugal_order(p, costs.mean, np.where(fits, weights, 0.0), k_max, cost_weight)
     return affordable(order, costs.cap, budgets, k_max)
