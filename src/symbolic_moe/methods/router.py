@@ -12,7 +12,7 @@ pool model is to answer correctly (`routing/`); these methods spend expert calls
   cheaper models (the best by p - `router.frugal_cost_weight` x cost), cheapest first, then the
   most likely model (`routing.cost.frugal_order`), until the weighted margin reaches
   `router.frugal_margin`; a question that never gets there takes the last expert's answer.
-With `router.cost_weight` (lambda) the experts of the first three are ranked by p - lambda x
+With `router.cost_weight` (lambda) the experts of the first two are ranked by p - lambda x
 expected cost (USD per 1,000 questions); with `router.budget` no question's calls may cost more
 than the budget (each model's largest validation call counted in advance).
 Each is a plain function of (run, questions, probabilities, seed) behind its registered name.
@@ -92,7 +92,9 @@ def plan_order(
         weights = weights_for(probabilities, [q.n_options for q in questions])
         return frugal_plan(probabilities, weights, costs, budgets, cfg.frugal_k_max, cfg.frugal_cost_weight)
     width = k or {"router_single": 1, "router_cascade": cfg.k_max}.get(method, run.config.recruit.k)
-    return expert_order(probabilities, costs, cfg.cost_weight, budgets, width)
+    # the cost weight is router_single's and router_vote's; the best-first cascade only keeps to budgets
+    cost_weight = 0.0 if method == "router_cascade" else cfg.cost_weight
+    return expert_order(probabilities, costs, cost_weight, budgets, width)
 
 
 def route_cascade(
