@@ -14,6 +14,7 @@ import pytest
 
 from symbolic_moe import Answer, Mixture, Question, Request
 from symbolic_moe.config import default_data_dir
+from symbolic_moe.engines.replay import count_tokens
 from symbolic_moe.errors import ConfigError
 from symbolic_moe.grading import extract_answer
 
@@ -68,7 +69,12 @@ def test_answers_carry_experts_skills_and_usage(mixture):
         if votes:  # a majority vote: the final answer is one of the most common expert answers
             assert votes.count(a.answer) == max(votes.count(v) for v in votes)
         assert a.usage.calls == 3 and a.usage.completion_tokens == a.steps["experts"].completion_tokens
-        assert a.usage.completion_tokens == sum(len(e.text.split()) for e in a.expert_answers if e.text)
+        assert a.usage.completion_tokens == sum(count_tokens(e.text) for e in a.expert_answers if e.text)
+        # priced by configs/prices/mmlu-pro.toml: each expert's tokens at its model's price
+        experts = a.steps["experts"]
+        assert a.usage.cost_usd == experts.cost_usd > 0
+        prices = [mixture.run.config.pool[m].price for m in a.experts]
+        assert experts.cost_usd >= experts.completion_tokens * min(p.output for p in prices) / 1e6
 
 
 @needs_data

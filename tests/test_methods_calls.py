@@ -7,7 +7,9 @@ questions; each method runs under its own seed, so nothing comes from earlier me
 method two calls can be the very same request (e.g. two agents of a discussion round whose
 previous answers happened to be identical, which depends on the CPU's float rounding): the
 scheduler generates it once and serves the other from it, so the check is
-generated + reused == calls, with the engines' request counters as the generated count.
+generated + reused == calls, with the engines' request counters as the generated count. Each
+method's dollars equal the sum of its calls' costs (per token and per call prices), also summed per
+question, model and step (issue 18): multi-round methods included.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import itertools
 from pathlib import Path
 
 import pytest
+from cost_check import assert_costs_add_up
 
 from symbolic_moe.config import load_config
-from symbolic_moe.methods import run_method
 from symbolic_moe.run import Run
 
 pytestmark = pytest.mark.slow  # real models: a few minutes on a shared 2-core CPU
@@ -44,6 +46,13 @@ def run(tmp_path_factory) -> Run:
             "scheduler.progress=false",
         ]
     )
+    # Priced per token and per call (issue 18), so each method's dollars are checked call by call.
+    sets += [
+        "pool.smollm2.price={input=0.5,output=2.0}",
+        "pool.gemma3.price={per_call=0.001}",
+        "pool.smollm2-science.price={input=1.0,output=4.0}",
+        "pool.gemma3-humanities.price={per_call=0.002}",
+    ]
     r = Run(load_config(ROOT / "configs/embedded.toml", sets, tmp_path_factory.mktemp("embedded")))
     assert len(r.test) == N_TEST
     return r
@@ -65,7 +74,7 @@ def _measure(run: Run, name: str):
     if spec.prepare is not None:
         spec.prepare(run)  # preprocessing is not the method's cost
     before = (_generated(run), _reused(run), run.scheduler.loads)
-    result = run_method(name, run, next(_seeds))
+    result = assert_costs_add_up(run, name, next(_seeds))  # run_method, and its dollars checked call by call
     served = (_generated(run) - before[0]) + (_reused(run) - before[1])
     return result, served, run.scheduler.loads - before[2]
 
