@@ -39,11 +39,10 @@ from bench_common import RESULTS, ROOT, machine
 from bench_cost_report import plot, table
 from bench_routing_replay import run_methods
 
-from symbolic_moe import frontier
+from symbolic_moe import frontier, router_fit
 from symbolic_moe.config import load_config
 from symbolic_moe.grading import answer_key
 from symbolic_moe.preprocess import profiles
-from symbolic_moe.routing import fit as router_fit
 from symbolic_moe.routing.cost import Costs, expert_order, frugal_plan
 from symbolic_moe.routing.decide import ranking, weights_for
 from symbolic_moe.routing.select import Outcome, Replay, out_of_fold

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from symbolic_moe import router_fit
 from symbolic_moe.grading import answer_key
 from symbolic_moe.routing import PREDICTORS, brier
-from symbolic_moe.routing import fit as router_fit
 from symbolic_moe.routing.select import Replay, out_of_fold
 from symbolic_moe.run import Run
 

@@ -4,16 +4,19 @@
 The steps are the ones `smoe run` takes on a test question, and `smoe serve` answers through this
 module: skills from the keyword LLM (or a dataset field) -> mapped onto the profile vocabulary
 (MiniLM) -> k experts recruited -> experts run, batched per model -> optional discussion ->
-aggregation (`inference.pipeline.synthesize`). Two differences follow from questions arriving
+aggregation (`pipeline.synthesize`). Two differences follow from questions arriving
 one by one instead of as a test split:
 - recruitment (`Run.recruit`, the one `smoe run` uses, with the config's weighting and
   temperature) draws each question's experts from an RNG seeded by its seed and id
   (`recruit.question_rng`), so an answer never depends on what else is asked with it, and skips
   the 5% trimming (a statistic over a whole test set);
 - keywords are filtered per question (the `global` filter would count over whatever else is asked).
-With `method` a learned router (issues 10, 18: `router_single`, `router_vote`, `router_cascade`,
-`router_frugal`) the experts are chosen by predicted correctness (and price) instead, as in
-`smoe run` (`methods.router.plan_order`); a request's `budget` (USD) bounds its expert calls.
+With `method` one of the learned routers (`router_single`, `router_vote`, `router_cascade`; issue
+10) the experts are the pool models with the highest predicted correctness instead (the router
+fitted on `router.fit_splits`, as in `smoe run`), voted with their log-odds weights (or
+synthesized by the task aggregator for `router_vote` with `aggregator.method = "llm"`), or asked
+best-first until the vote's margin passes `router.margin`; `router_frugal` (issue 18) asks them
+cheapest first (`methods.router.plan_order`). A request's `budget` (USD) bounds its expert calls.
 A question given as text that is a question of the config's benchmark splits (same text up to
 whitespace) is that question: its id, options and fields, so stored generations, recordings
 (replay pools) and `skills_from_field` apply to it.
@@ -21,132 +24,43 @@ whitespace) is that question: its id, options and fields, so stored generations,
 
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, computed_field
 
+from . import router_fit
+from .answers import Answer, ExpertAnswer, Request, Usage, last_user_message, normal_text, question_from_text
 from .config import load_config
 from .errors import ConfigError, EngineError
 from .grading import extract_answer
-from .inference.pipeline import Synthesis, cascade_experts, routed_plan, synthesize
 from .inference.recruit import Recruitment, question_rng
+from .methods import check_config
 from .methods.router import plan_order
+from .pipeline import Synthesis, cascade_experts, routed_plan, synthesize
 from .preprocess import keywords
-from .routing import fit
-from .routing.base import Signals
+from .routing.base import Signals, groups_of
 from .routing.cost import Costs
 from .run import Run
 from .types import Completion, Question
 from .voting import answer_as_text
 
-_OPTION = re.compile(r"\(([A-J])\)")
-METHODS = ("symbolic_moe", "router_single", "router_vote", "router_cascade", "router_frugal")  # a Mixture's
+__all__ = [
+    "METHODS",
+    "Answer",
+    "ExpertAnswer",
+    "Mixture",
+    "Request",
+    "Usage",
+    "last_user_message",
+    "question_from_text",
+]
 
-
-class Usage(BaseModel):
-    """Generations one answer used (stored ones count: they are what it cost), and their USD
-    (`pricing`; None when one of them came from an unpriced model)."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float | None = 0.0
-
-    @computed_field
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @classmethod
-    def of(cls, completions: Iterable[Completion]) -> Usage:
-        done = list(completions)
-        costs = [c.cost_usd for c in done]
-        priced = [cost for cost in costs if cost is not None]
-        return cls(
-            calls=len(done),
-            prompt_tokens=sum(c.prompt_tokens for c in done),
-            completion_tokens=sum(c.completion_tokens for c in done),
-            cost_usd=sum(priced) if len(priced) == len(costs) else None,
-        )
-
-
-class ExpertAnswer(BaseModel):
-    model: str
-    text: str | None  # the expert's full answer (after the discussion round, when there is one)
-    answer: str | None  # the answer extracted from it (option letter or math answer)
-
-
-class Answer(BaseModel):
-    """The mixture's answer to one question."""
-
-    question: Question
-    text: str | None  # the final answer text (the aggregator's, or "The answer is (X)" for a vote)
-    answer: str | None  # the final answer extracted: an option letter or a math answer
-    experts: list[str]
-    skills: list[str]  # the question's skills, mapped onto the profile vocabulary
-    expert_answers: list[ExpertAnswer]
-    aggregator: str  # the aggregator model, or "majority" / "weighted"
-    # the recruitment distribution over the pool the experts were drawn from (Symbolic-MoE; None
-    # for the learned routers, which rank instead of drawing)
-    recruitment: dict[str, float] | None = None
-    seed: int
-    budget: float | None = None  # USD the expert calls could cost (a learned router's budget)
-    usage: Usage
-    steps: dict[str, Usage]  # usage per step: keywords, experts, discussion, aggregator
-
-
-@dataclass(frozen=True)
-class Request:
-    """One question to answer, with its own seed and (LLM aggregator) settings."""
-
-    question: Question
-    seed: int
-    max_tokens: int | None = None
-    temperature: float | None = None
-    budget: float | None = None  # USD the expert calls may cost (learned routers; None: router.budget)
-
-    @property
-    def key(self) -> tuple:
-        """Requests with equal keys have equal answers (every generation is seeded and stored)."""
-        return (self.question.id, self.question.question, self.seed, self.max_tokens, self.temperature, self.budget)
-
-    def aggregator_settings(self) -> dict[str, Any]:
-        given = {"max_tokens": self.max_tokens, "temperature": self.temperature}
-        return {name: value for name, value in given.items() if value is not None}
-
-
-def question_from_text(text: str) -> Question:
-    """A free-text question; lettered options "(A) ... (B) ..." make it multiple choice. Its id is
-    a hash of the text, so equal texts are the same question (same stored generations)."""
-    letters = sorted(set(_OPTION.findall(text)))
-    qid = "ask-" + hashlib.sha256(text.encode()).hexdigest()[:16]
-    return Question(id=qid, question=text, answer="", choices=letters if len(letters) >= 2 else None)
-
-
-def _normal(text: str) -> str:
-    return " ".join(text.split())
-
-
-def last_user_message(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The text of the last user message (text parts of a multi-part content joined)."""
-    for message in reversed(messages):
-        if message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, list):
-            parts = [p for p in content if isinstance(p, Mapping) and p.get("type") == "text"]
-            content = "\n".join(str(p.get("text", "")) for p in parts)
-        if isinstance(content, str) and content.strip():
-            return content
-    raise ValueError("messages: no user message with text to answer")
+# what a Mixture answers with
+METHODS = ("symbolic_moe", "router_single", "router_vote", "router_cascade", "router_frugal")
 
 
 def _flatten(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -177,7 +91,9 @@ class Mixture:
         """A mixture from a run config (TOML). `overrides` are applied like `--set`: dotted keys
         (`**{"recruit.k": 2}`) or nested keyword arguments (`recruit={"k": 2}`), merged key by key.
         `method`: one of METHODS (Symbolic-MoE recruitment, or a learned router)."""
-        return cls(Run(load_config(path, values=_flatten(overrides)), data_dir), method)
+        config = load_config(path, values=_flatten(overrides))
+        check_config(config, str(path))
+        return cls(Run(config, data_dir), method)
 
     def prepare(self) -> None:
         """Profiles (and the aggregator choice when an LLM aggregates): computed once, from the
@@ -187,11 +103,11 @@ class Mixture:
                 return
             self.run.profiles()
             if self.method != "symbolic_moe":
-                fit.fitted(self.run)  # labels from the stored validation outputs, embeddings
+                router_fit.fitted(self.run)  # labels from the stored validation outputs, embeddings
                 try:  # prices, for budgets; a setting that needs them fails now on an unpriced model
-                    self._costs: Costs | ConfigError = fit.costs(self.run)
+                    self._costs: Costs | ConfigError = router_fit.costs(self.run)
                 except ConfigError as exc:
-                    if self.method == "router_frugal" or fit.cost_aware(self.run):
+                    if self.method == "router_frugal" or router_fit.cost_aware(self.run):
                         raise
                     self._costs = exc
             if self.run.config.aggregator.method == "llm" and self.method in ("symbolic_moe", "router_vote"):
@@ -204,14 +120,14 @@ class Mixture:
         """The benchmark's questions by (whitespace-normalised) text; test first, then validation."""
         known: dict[str, Question] = {}
         for q in [*self.run.test, *self.run.validation]:
-            known.setdefault(_normal(q.question), q)
+            known.setdefault(normal_text(q.question), q)
         return known
 
     def question(self, item: str | Question) -> Question:
         """`item` as a Question: a benchmark question when its text is one, else a new one."""
         if isinstance(item, Question):
             return item
-        return self._known.get(_normal(item)) or question_from_text(item)
+        return self._known.get(normal_text(item)) or question_from_text(item)
 
     def answer(
         self,
@@ -223,14 +139,16 @@ class Mixture:
         budget: float | None = None,
     ) -> list[Answer]:
         """Answer questions (texts or `Question`s) as one batch: each expert model loads once.
-        `max_tokens`, `temperature`: the LLM aggregator's; `budget`: USD per question (routers)."""
+        `max_tokens` and `temperature` apply to the LLM aggregator (a vote has no generation);
+        `budget`: USD each question's expert calls may cost (learned routers)."""
         items = [questions] if isinstance(questions, str | Question) else list(questions)
         seed = self.run.config.seed if seed is None else seed
         self.check_budget(budget)
         return self.answer_requests([Request(self.question(q), seed, max_tokens, temperature, budget) for q in items])
 
     def check_budget(self, budget: float | None) -> None:
-        """A learned router's budget must admit the cheapest call (else ConfigError, before any call)."""
+        """A per-request budget: only a learned router honours one, and it must admit the
+        cheapest model's call (ConfigError, before any generation)."""
         if budget is None:
             return
         if self.method == "symbolic_moe":
@@ -270,7 +188,8 @@ class Mixture:
 
     def _skills(self, questions: list[Question]) -> tuple[dict[str, list[str]], dict[str, list[Completion]]]:
         """Each question's skills mapped onto the profiles, and its keyword generations."""
-        cfg, used = self.run.config.keywords, {}
+        cfg = self.run.config.keywords
+        used: dict[str, list[Completion]] = {}
         if cfg.skills_from_field:
             kept = keywords.skills_from_field(questions, cfg.skills_from_field)
         else:
@@ -308,12 +227,14 @@ class Mixture:
     def _probabilities(self, questions: list[Question], mapped: dict[str, list[str]]) -> Any:
         """Each pool model's predicted correctness on `questions` (the fitted router, the skills
         the keyword step gave them)."""
-        embeddings = fit.question_embedder(self.run).embed([q.question for q in questions])
-        signals = Signals(np.asarray(embeddings, dtype=np.float64), fit.groups_of(questions, mapped))
-        return fit.fitted(self.run).predict(signals)
+        embeddings = router_fit.question_embedder(self.run).embed([q.question for q in questions])
+        signals = Signals(np.asarray(embeddings, dtype=np.float64), groups_of(questions, mapped))
+        return router_fit.fitted(self.run).predict(signals)
 
     def _routed_plan(self, requests: list[Request], mapped: dict[str, list[str]]) -> Recruitment:
-        """The routed experts (plan_order: within each request's budget) and their vote weights."""
+        """The k (1 for router_single) most likely correct models (cost-aware: by p - cost_weight
+        x cost, within each request's budget); their log-odds vote weights stand where a
+        recruitment keeps its probabilities, so a weighted vote counts them."""
         k = 1 if self.method == "router_single" else self.run.config.recruit.k
         questions = [r.question for r in requests]
         probabilities = self._probabilities(questions, mapped)
@@ -350,7 +271,7 @@ class Mixture:
         aggregation: str,
         discussion: bool,
     ) -> list[Answer]:
-        """The recruited experts answer, then aggregation (inference.pipeline.synthesize)."""
+        """The recruited experts answer, then aggregation (pipeline.synthesize)."""
         result = synthesize(
             self.run,
             [r.question for r in requests],

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .engines import engine_options
 from .errors import ConfigError
 from .pricing import Price
 from .types import GenerationSettings
@@ -268,18 +269,17 @@ def load_config(
 
 def parse_config(raw: dict[str, Any], source: str = "<config>", base_dir: Path | None = None) -> RunConfig:
     """A validated RunConfig: the price table merged in (`prices`, relative to `base_dir`), the
-    schema, every model's engine options (against its engine's Options), and every method's
-    options (against the method's options model)."""
+    schema, every model's engine options (against its engine's Options). Method names and options
+    are the methods layer's to check (`methods.check_config`)."""
     if isinstance(raw.get("prices"), str):
         _merge_prices(raw, _read_prices(Path(base_dir or ".") / raw["prices"]))
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_first_error(exc)}") from None
+        raise ConfigError(f"{source}: {first_error(exc)}") from None
     for section, models in (("pool", config.pool), ("models", config.models)):
         for name, spec in models.items():
             _check_engine_options(source, f"{section}.{name}", spec)
-    _check_method_options(source, config.method_options)
     return config
 
 
@@ -300,7 +300,7 @@ def _read_prices(path: Path) -> dict[str, dict[str, Any]]:
         try:
             Price.model_validate(entry)
         except ValidationError as exc:
-            raise ConfigError(f"{path}: {_first_error(exc, f'prices.{name}.')}") from None
+            raise ConfigError(f"{path}: {first_error(exc, f'prices.{name}.')}") from None
     return table
 
 
@@ -313,7 +313,7 @@ def _merge_prices(raw: dict[str, Any], table: dict[str, dict[str, Any]]) -> None
                 spec["price"] = dict(table[name])
 
 
-def _first_error(exc: ValidationError, prefix: str = "", unknown: str = "unknown key") -> str:
+def first_error(exc: ValidationError, prefix: str = "", unknown: str = "unknown key") -> str:
     """pydantic's first error as `dotted.field: message (and N more)`."""
     first = exc.errors()[0]
     where = prefix + ".".join(str(p) for p in first["loc"]) or "(top level)"
@@ -324,8 +324,6 @@ def _first_error(exc: ValidationError, prefix: str = "", unknown: str = "unknown
 
 def _check_engine_options(source: str, where: str, spec: ModelSpec) -> None:
     """A misspelt or mistyped engine option fails here, before anything loads."""
-    from .engines import engine_options
-
     try:
         options_cls = engine_options(spec.engine)
     except ConfigError as exc:
@@ -333,19 +331,4 @@ def _check_engine_options(source: str, where: str, spec: ModelSpec) -> None:
     try:
         options_cls.model_validate(spec.options)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_first_error(exc, f'{where}.options.', 'unknown option')}") from None
-
-
-def _check_method_options(source: str, method_options: dict[str, dict[str, Any]]) -> None:
-    """`[method_options.<method>]` tables against each method's typed options (extra keys forbidden)."""
-    from .methods.options import options_model
-
-    for method, values in method_options.items():
-        try:
-            model = options_model(method)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: method_options.{method}: {exc}") from None
-        try:
-            model.model_validate(values)
-        except ValidationError as exc:
-            raise ConfigError(f"{source}: {_first_error(exc, f'method_options.{method}.')}") from None
+        raise ConfigError(f"{source}: {first_error(exc, f'{where}.options.', 'unknown option')}") from None

@@ -70,15 +70,12 @@ class Run:
         questions = load_split(b.path, b.test, self.data_dir)[:: b.stride]
         return questions[: b.limit] if b.limit else questions
 
-    def check(self, methods: Sequence[str] = ()) -> None:
-        """Everything that can be checked before the first generation, each failing with one
-        clear line: the method names, both splits (a malformed test line fails now, not after
-        the validation preprocessing), and every model's engine and model file (`identity()`
-        builds each engine, which validates its options, and finds its GGUF or recording)."""
-        from .methods import method_spec
-
-        for name in methods:
-            method_spec(name)
+    def check(self) -> None:
+        """Everything about the run's data and models that can be checked before the first
+        generation, each failing with one clear line: both splits (a malformed test line fails now,
+        not after the validation preprocessing) and every model's engine and model file
+        (`identity()` builds each engine, which validates its options, and finds its GGUF or
+        recording). Method names and options are the methods layer's (`methods.check_config`)."""
         self.config.check_references()
         _ = self.validation, self.test
         self.scheduler.identities()
@@ -262,12 +259,17 @@ class Run:
         )
 
     def expert_outputs(
-        self, plan: Recruitment, seed: Seeds, questions: list[Question] | None = None, write: bool = True
+        self,
+        plan: Recruitment,
+        seed: Seeds,
+        questions: list[Question] | None = None,
+        write: bool = True,
+        label: str = "experts",
     ) -> list[list[Completion]]:
         """The recruited experts' answers (batched per model), written as JSONL for the test split
-        (`seed`: one for all questions, or one per question when serving)."""
+        (`seed`: one for all questions, or one per question when serving; `label`: the scheduler's)."""
         questions = self.test if questions is None else questions
-        outputs = run_experts(questions, plan.experts, self.scheduler, seed)
+        outputs = run_experts(questions, plan.experts, self.scheduler, seed, label)
         if not write:
             return outputs
         with (self.out / f"expert_outputs_seed{seed}.jsonl").open("w") as f:

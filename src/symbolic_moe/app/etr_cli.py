@@ -10,8 +10,6 @@ import typer
 
 from ..config import default_data_dir
 from ..errors import ConfigError
-from ..etr.data import read_questions, take_per_group
-from ..etr.train import TrainConfig
 from ..types import Question
 from .cli_errors import friendly
 
@@ -46,6 +44,9 @@ def _data(data_dir: Path | None) -> Path:
 
 
 def _questions(questions: Path | None, split: str, data_dir: Path | None, per_category: int | None) -> list[Question]:
+    # CLI start-up: the etr package loads its white-box engines (`smoe --help` stays quick)
+    from ..etr.data import read_questions, take_per_group
+
     path = questions or _data(data_dir) / "benchmarks" / "mmlu_pro" / f"{split}.jsonl"
     return take_per_group(read_questions(path), "category", per_category)
 
@@ -63,7 +64,9 @@ def _train(
     extend: bool,
     anchors: list[Question] | None = None,
 ) -> None:
+    # CLI start-up: ETR loads llama.cpp/torch
     from ..etr.api import labelled_query_sets, replay_query_sets, train_plugins
+    from ..etr.train import TrainConfig
     from ..etr.whitebox import MetaLM
 
     if bool(replay) == bool(field):
@@ -133,6 +136,9 @@ def extend(
     """Train tokens for new experts and append them to an existing plug-in directory (old files
     untouched). The new tokens are trained against the old ones: besides their own query sets,
     every other question (and those in --anchors) must stay with the expert the head routes it to."""
+    # CLI start-up: the etr package loads its white-box engines
+    from ..etr.data import read_questions
+
     qs = _questions(questions, split, data_dir, per_category)
     extra = read_questions(anchors) if anchors else None
     _train(out, qs, replay, field, meta, data_dir, seed, epochs, lr, True, extra)
@@ -150,6 +156,7 @@ def route(
     per_category: PerGroupOpt = None,
 ) -> None:
     """Router-only ETR: the chosen expert of every question, as JSONL {id, expert}."""
+    # CLI start-up: ETR loads llama.cpp/torch
     from ..etr.api import route_questions
 
     qs = _questions(questions, split, data_dir, per_category)
@@ -178,10 +185,12 @@ def evaluate(
     """MMLU-Expert routing/answer accuracy, or the MMLU-Pro replay router (writes results JSON)."""
     work.mkdir(parents=True, exist_ok=True)
     if which == "mmlu-expert":
-        from ..etr.evaluate import mmlu_expert
+        # CLI start-up: ETR loads llama.cpp/torch
+        from .etr_mmlu_expert import mmlu_expert
 
         result = mmlu_expert(_data(data_dir), work, train_per_domain, eval_per_domain, seed=seed, threads=threads)
     elif which == "replay":
+        # CLI start-up: ETR loads llama.cpp/torch
         from ..etr.replay_pool import replay_router
 
         result = replay_router(_data(data_dir), work, None, test_per_category, val_per_category, seed, threads=threads)

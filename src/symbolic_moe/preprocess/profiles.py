@@ -33,7 +33,7 @@ def completions_all(
     completions = scheduler.run(jobs, label=label)
     outputs: dict[str, dict[str, Completion]] = defaultdict(dict)
     for job, completion in zip(jobs, completions, strict=True):
-        outputs[job.model][str(job.request.question_id)] = completion
+        outputs[job.model][job.question_id] = completion
     return dict(outputs)
 
 

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..voting import leader, tally
-from .base import Predictor, Signals
+from .base import Predictor, Signals, cross_fit_folds
 from .decide import cascade, ranking, top_k, weights_for
-from .fit import cross_fit_folds
 
 
 def out_of_fold(
