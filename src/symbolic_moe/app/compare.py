@@ -50,6 +50,7 @@ ROWS: dict[str, tuple[str, str, str]] = {
     "router_single": ("Learned routing", "Router, most likely model", "Routed"),
     "router_vote": ("Learned routing", "Router, top-k confidence-weighted vote", "Routed top-k"),
     "router_cascade": ("Learned routing", "Router, best-first cascade", "Routed cascade"),
+    "router_frugal": ("Learned routing", "Router, cheapest-first cost-aware cascade", "Routed frugal cascade"),
     "oracle": ("Upper bound", "Oracle (any pool model right)", "All"),
 }
 for _agg, _label in (
@@ -105,7 +106,17 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
     # Piped to a file, rich would wrap the table at 80 columns: give it room instead.
     console = console or Console(width=None if sys.stdout.isatty() else 170)
     table = Table(title=f"{summary['config']} on {summary['benchmark']}")
-    columns = ("category", "method", "models", "accuracy %", "95% interval", "n", "calls/q", "USD/q", "tokens/q")
+    columns: tuple[str, ...] = (
+        "category",
+        "method",
+        "models",
+        "accuracy %",
+        "95% interval",
+        "n",
+        "calls/q",
+        "USD/q",
+        "tokens/q",
+    )
     columns += ("loads/seed",)
     for column in columns:
         table.add_column(column, justify="left" if column in ("category", "method", "models") else "right")
