@@ -15,6 +15,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
+from .types import Completion
+
 # Strict: a quoted "0.5" or a boolean in a price table is a typo, not a number to coerce.
 USD = Annotated[StrictFloat, Field(ge=0, allow_inf_nan=False)]
 TOKENS_PER_UNIT = 1_000_000  # per-token prices are quoted per 1M tokens
@@ -54,6 +56,16 @@ def call_cost(
         return price.per_call
     assert price.input is not None and price.output is not None  # Price's validator
     return (prompt_tokens * price.input + completion_tokens * price.output) / TOKENS_PER_UNIT
+
+
+def priced(price: Price | None, completion: Completion) -> Completion:
+    """`completion` with its `cost_usd`: the one its engine recorded, else `price` on its tokens;
+    a job left without an answer (finish_reason "error") bought nothing: 0, or None if unpriced."""
+    if completion.finish_reason == "error" and completion.text is None:
+        cost = None if price is None else 0.0
+    else:
+        cost = call_cost(price, completion.prompt_tokens, completion.completion_tokens, completion.cost_usd)
+    return completion.model_copy(update={"cost_usd": cost})
 
 
 @dataclass(frozen=True)

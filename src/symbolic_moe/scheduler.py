@@ -17,13 +17,10 @@ and not tried again in this run (its later jobs fail at once with the same error
 an answer come back as `Completion(text=None, finish_reason="error")`, which methods treat like
 an unparseable answer; nothing about them is stored, so running again generates only them.
 
-Costs: every completion `run` hands out carries `cost_usd`, the cost the engine recorded for the
-call (a replay record's `cost`) or else the model's `price` applied to its tokens (`pricing`);
-None for an unpriced model. Prices are applied here, when a generation is handed out, never
-stored: a changed price needs no new generation. Inside `with scheduler.metering() as charges`
-each call asked for (generated or reused) is also listed as a `pricing.Charge` (step = the
-`label`, model, question, tokens, cost), which is how methods report cost per model, step and
-question.
+Costs: every completion `run` hands out carries `cost_usd` (`pricing.priced`: the engine's
+recorded cost, else the model's `price` on its tokens; None: unpriced), applied when handed out,
+never stored, so a changed price needs no new generation. Inside `with scheduler.metering()` each
+call asked for is listed as a `pricing.Charge` (step = the `label`); methods report from those.
 
 Accounting: `usage[model]` counts this process's generations and engine time, and separately
 (`run_*` fields) the tokens and seconds of every distinct generation the run used, whether
@@ -55,7 +52,7 @@ from .executor import (
     execute_group,
     split_groups,
 )
-from .pricing import Charge, call_cost
+from .pricing import Charge, priced
 from .store import GenerationStore, generation_key
 from .types import ChatRequest, Completion, GenerationSettings
 
@@ -226,10 +223,8 @@ class Scheduler:
                     for outcome in self.executor.run_groups(runnable, deliver) if runnable else []:
                         self._record(outcome, todo)
                         advance(len(outcome.undone))
-        ordered = [
-            self._priced(job.model, results.get(key) or Completion(text=None, finish_reason="error"))
-            for key, job in keyed
-        ]
+        missing = Completion(text=None, finish_reason="error")
+        ordered = [priced(self.pool.specs[job.model].price, results.get(key) or missing) for key, job in keyed]
         with self._lock:
             self.calls += len(ordered)
             self.prompt_tokens += sum(c.prompt_tokens for c in ordered)
@@ -249,16 +244,6 @@ class Scheduler:
             yield self.ledger
         finally:
             self.ledger = previous
-
-    def _priced(self, model: str, completion: Completion) -> Completion:
-        """`completion` with its cost: the one the engine recorded, else the model's price applied
-        to its tokens; a job left without an answer bought nothing (0, or None when unpriced)."""
-        price = self.pool.specs[model].price
-        if completion.finish_reason == "error" and completion.text is None:
-            cost = None if price is None else 0.0
-        else:
-            cost = call_cost(price, completion.prompt_tokens, completion.completion_tokens, completion.cost_usd)
-        return completion.model_copy(update={"cost_usd": cost})
 
     # -- planning, delivery, outcomes ----------------------------------------------------------
 

@@ -106,18 +106,8 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
     # Piped to a file, rich would wrap the table at 80 columns: give it room instead.
     console = console or Console(width=None if sys.stdout.isatty() else 170)
     table = Table(title=f"{summary['config']} on {summary['benchmark']}")
-    columns: tuple[str, ...] = (
-        "category",
-        "method",
-        "models",
-        "accuracy %",
-        "95% interval",
-        "n",
-        "calls/q",
-        "USD/q",
-        "tokens/q",
-    )
-    columns += ("loads/seed",)
+    columns = ["category", "method", "models", "accuracy %", "95% interval", "n", "calls/q", "USD/q", "tokens/q"]
+    columns.append("loads/seed")
     for column in columns:
         table.add_column(column, justify="left" if column in ("category", "method", "models") else "right")
     last = None
