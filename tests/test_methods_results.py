@@ -106,11 +106,13 @@ def test_compare_cli_writes_the_table(tmp_path: Path) -> None:
     assert list(table) == ["task_best", "top_k_vote", "symbolic_moe_vote"]
     for row in table.values():
         assert set(row) == {
-            "mean", "std", "ci95", "calls_per_question", "tokens_per_question", "category", "label", "models"
+            "mean", "std", "ci95", "calls_per_question", "cost_per_question", "tokens_per_question", "category",
+            "label", "models"
         }  # fmt: skip
         assert 0.0 <= row["mean"] <= 1.0 and row["std"] >= 0.0
     assert table["task_best"]["calls_per_question"] == 1.0
     assert table["top_k_vote"]["calls_per_question"] == 3.0
+    assert table["top_k_vote"]["cost_per_question"] > table["task_best"]["cost_per_question"] > 0  # priced pool
     assert table["task_best"]["std"] == 0.0  # replay outputs do not depend on the seed
     results = json.loads((tmp_path / "cmp/results.json").read_text())
     assert results["methods"]["symbolic_moe_vote"]["seeds"] == [0, 1]
