@@ -82,8 +82,9 @@ def not_blank(image: Image.Image) -> bool:
 
 
 def expected_figures(results: dict, run_dir: Path) -> int:
-    """Cost/quality + one per distinct recruitment plan + categories (MMLU-Pro has them) + profiles
-    (when the run built them) + ETR routing (when ETR ran beside `oracle`)."""
+    """Cost/quality (calls, and dollars when a method is priced) + one per distinct recruitment
+    plan + categories (MMLU-Pro has them) + profiles (when the run built them) + ETR routing (when
+    ETR ran beside `oracle`)."""
     plans = {
         json.dumps([seed, info["selection_counts_before_trimming"], info["selection_counts_after_trimming"]])
         for m in results["methods"].values()
@@ -93,7 +94,8 @@ def expected_figures(results: dict, run_dir: Path) -> int:
     etr = "etr" in results["methods"] and "oracle" in results["methods"]
     profiles = run_dir / "profiles.json"
     skills = profiles.is_file() and any(json.loads(profiles.read_text())["data"]["profiles"].values())
-    return 2 + len(plans) + skills + etr
+    priced = any(m.get("cost_per_question") is not None for m in results["methods"].values())
+    return 2 + priced + len(plans) + skills + etr
 
 
 def check_rendered(tmp: Path, page: Path, figures: int) -> Path:
@@ -159,7 +161,8 @@ def test_report_of_selected_methods(compare_dir: Path, tmp_path: Path) -> None:
     assert code == 0, output
     html = (tmp_path / "two.html").read_text()
     assert "symbolic_moe_vote" not in html and "no method of this run recruits experts" in html
-    check_rendered(tmp_path, tmp_path / "two.html", 3)
+    priced = json.loads((compare_dir / "results.json").read_text())["methods"]["task_best"].get("cost_per_question")
+    check_rendered(tmp_path, tmp_path / "two.html", 3 + (priced is not None))  # + dollars when priced
 
 
 def _copy(compare_dir: Path, tmp: Path) -> Path:

@@ -65,6 +65,7 @@ class Answer(BaseModel):
     # for the learned routers, which rank instead of drawing)
     recruitment: dict[str, float] | None = None
     seed: int
+    budget: float | None = None  # USD the expert calls could cost (a learned router's budget)
     usage: Usage
     steps: dict[str, Usage]  # usage per step: keywords, experts, discussion, aggregator
 
@@ -77,11 +78,12 @@ class Request:
     seed: int
     max_tokens: int | None = None
     temperature: float | None = None
+    budget: float | None = None  # USD the expert calls may cost (learned routers; None: router.budget)
 
     @property
     def key(self) -> tuple:
         """Requests with equal keys have equal answers (every generation is seeded and stored)."""
-        return (self.question.id, self.question.question, self.seed, self.max_tokens, self.temperature)
+        return (self.question.id, self.question.question, self.seed, self.max_tokens, self.temperature, self.budget)
 
     def aggregator_settings(self) -> dict[str, Any]:
         given = {"max_tokens": self.max_tokens, "temperature": self.temperature}

@@ -15,7 +15,8 @@ With `method` one of the learned routers (`router_single`, `router_vote`, `route
 10) the experts are the pool models with the highest predicted correctness instead (the router
 fitted on `router.fit_splits`, as in `smoe run`), voted with their log-odds weights (or
 synthesized by the task aggregator for `router_vote` with `aggregator.method = "llm"`), or asked
-best-first until the vote's margin passes `router.margin`.
+best-first until the vote's margin passes `router.margin`; `router_frugal` (issue 18) asks them
+cheapest first (`methods.router.plan_order`). A request's `budget` (USD) bounds its expert calls.
 A question given as text that is a question of the config's benchmark splits (same text up to
 whitespace) is that question: its id, options and fields, so stored generations, recordings
 (replay pools) and `skills_from_field` apply to it.
@@ -38,9 +39,11 @@ from .errors import ConfigError, EngineError
 from .grading import extract_answer
 from .inference.recruit import Recruitment, question_rng
 from .methods import check_config
+from .methods.router import plan_order
 from .pipeline import Synthesis, cascade_experts, routed_plan, synthesize
 from .preprocess import keywords
 from .routing.base import Signals, groups_of
+from .routing.cost import Costs
 from .run import Run
 from .types import Completion, Question
 from .voting import answer_as_text
@@ -56,7 +59,8 @@ __all__ = [
     "question_from_text",
 ]
 
-METHODS = ("symbolic_moe", "router_single", "router_vote", "router_cascade")  # what a Mixture answers with
+# what a Mixture answers with
+METHODS = ("symbolic_moe", "router_single", "router_vote", "router_cascade", "router_frugal")
 
 
 def _flatten(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -100,6 +104,12 @@ class Mixture:
             self.run.profiles()
             if self.method != "symbolic_moe":
                 router_fit.fitted(self.run)  # labels from the stored validation outputs, embeddings
+                try:  # prices, for budgets; a setting that needs them fails now on an unpriced model
+                    self._costs: Costs | ConfigError = router_fit.costs(self.run)
+                except ConfigError as exc:
+                    if self.method == "router_frugal" or router_fit.cost_aware(self.run):
+                        raise
+                    self._costs = exc
             if self.run.config.aggregator.method == "llm" and self.method in ("symbolic_moe", "router_vote"):
                 self.run.aggregator()
             _ = self._known  # the benchmark's questions, read now rather than on a first request
@@ -126,12 +136,28 @@ class Mixture:
         seed: int | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        budget: float | None = None,
     ) -> list[Answer]:
         """Answer questions (texts or `Question`s) as one batch: each expert model loads once.
-        `max_tokens` and `temperature` apply to the LLM aggregator (a vote has no generation)."""
+        `max_tokens` and `temperature` apply to the LLM aggregator (a vote has no generation);
+        `budget`: USD each question's expert calls may cost (learned routers)."""
         items = [questions] if isinstance(questions, str | Question) else list(questions)
         seed = self.run.config.seed if seed is None else seed
-        return self.answer_requests([Request(self.question(q), seed, max_tokens, temperature) for q in items])
+        self.check_budget(budget)
+        return self.answer_requests([Request(self.question(q), seed, max_tokens, temperature, budget) for q in items])
+
+    def check_budget(self, budget: float | None) -> None:
+        """A per-request budget: only a learned router honours one, and it must admit the
+        cheapest model's call (ConfigError, before any generation)."""
+        if budget is None:
+            return
+        if self.method == "symbolic_moe":
+            raise ConfigError(f"budget: method '{self.method}' cannot keep to a budget (a learned router can)")
+        if not self._ready:
+            self.prepare()
+        if isinstance(self._costs, ConfigError):
+            raise ConfigError(f"budget: {self._costs}")
+        self._costs.check_budget(budget, "budget")
 
     def chat(self, messages: Sequence[Mapping[str, Any]], **options: Any) -> Answer:
         """Answer the last user message of an OpenAI-style message list."""
@@ -178,10 +204,10 @@ class Mixture:
         run, cfg = self.run, self.run.config
         questions = [r.question for r in requests]
         mapped, keyword_generations = self._skills(list({q.id: q for q in questions}.values()))
-        if self.method == "router_cascade":
+        if self.method in ("router_cascade", "router_frugal"):
             return self._cascade(requests, mapped, keyword_generations)
         if self.method != "symbolic_moe":
-            plan = self._routed_plan(questions, mapped)
+            plan = self._routed_plan(requests, mapped)
             aggregation = "llm" if self.method == "router_vote" and cfg.aggregator.method == "llm" else "weighted"
             return self._answers(requests, mapped, keyword_generations, plan, aggregation, discussion=False)
         plan = run.recruit(
@@ -205,20 +231,27 @@ class Mixture:
         signals = Signals(np.asarray(embeddings, dtype=np.float64), groups_of(questions, mapped))
         return router_fit.fitted(self.run).predict(signals)
 
-    def _routed_plan(self, questions: list[Question], mapped: dict[str, list[str]]) -> Recruitment:
-        """The k (1 for router_single) most likely correct models; their log-odds vote weights
-        stand where a recruitment keeps its probabilities, so a weighted vote counts them."""
+    def _routed_plan(self, requests: list[Request], mapped: dict[str, list[str]]) -> Recruitment:
+        """The k (1 for router_single) most likely correct models (cost-aware: by p - cost_weight
+        x cost, within each request's budget); their log-odds vote weights stand where a
+        recruitment keeps its probabilities, so a weighted vote counts them."""
         k = 1 if self.method == "router_single" else self.run.config.recruit.k
-        return routed_plan(self.run, questions, self._probabilities(questions, mapped), k)
+        questions = [r.question for r in requests]
+        probabilities = self._probabilities(questions, mapped)
+        order = plan_order(self.run, self.method, probabilities, questions, [r.budget for r in requests])
+        return routed_plan(self.run, questions, probabilities, k, order)
 
     def _cascade(
         self, requests: list[Request], mapped: dict[str, list[str]], keyword_generations: dict[str, list[Completion]]
     ) -> list[Answer]:
-        """router_cascade: best-first until the weighted margin passes `router.margin`."""
-        questions = [r.question for r in requests]
-        cfg = self.run.config.router
+        """router_cascade (best-first) or router_frugal (cheapest first), within each budget."""
+        questions, cfg = [r.question for r in requests], self.run.config.router
         probabilities = self._probabilities(questions, mapped)
-        result = cascade_experts(self.run, questions, probabilities, cfg.margin, cfg.k_max, [r.seed for r in requests])
+        order = plan_order(self.run, self.method, probabilities, questions, [r.budget for r in requests])
+        frugal = self.method == "router_frugal"
+        margin, k_max = (cfg.frugal_margin, cfg.frugal_k_max) if frugal else (cfg.margin, cfg.k_max)
+        seeds = [r.seed for r in requests]
+        result = cascade_experts(self.run, questions, probabilities, margin, k_max, seeds, order=order, frugal=frugal)
         models = self.run.experts
         synthesis = Synthesis(
             [answer_as_text(a, q) for a, q in zip(result.answers, questions, strict=True)],
@@ -276,6 +309,7 @@ class Mixture:
                     ],
                     aggregator=result.aggregator,
                     seed=request.seed,
+                    budget=request.budget if request.budget is not None else self.run.config.router.budget,
                     usage=Usage.of(c for step in steps.values() for c in step),
                     steps={name: Usage.of(step) for name, step in steps.items() if step},
                 )

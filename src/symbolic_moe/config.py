@@ -93,6 +93,18 @@ class RouterConfig(_Strict):
     neighbours: int = Field(20, ge=1, description="knn: labelled neighbours per question")
     clusters: int = Field(4, ge=1, description="clusters: k-means clusters")
     c: float = Field(0.1, gt=0, description="logistic: inverse L2 strength")
+    # cost-aware routing (issue 18; needs every pool model's price)
+    cost_weight: float = Field(
+        0.0, ge=0, description="router_single / router_vote: rank by p - cost_weight x USD per 1,000 questions"
+    )
+    budget: float | None = Field(None, gt=0, description="USD per question no question may spend more than")
+    frugal_margin: float = Field(
+        6.0, ge=0, description="router_frugal: stop once the leading answer's log-odds margin reaches it"
+    )
+    frugal_k_max: int = Field(3, ge=1, description="router_frugal: at most this many experts per question")
+    frugal_cost_weight: float = Field(
+        0.1, ge=0, description="router_frugal: its cheaper experts are the best by p - this x USD per 1,000 questions"
+    )
 
 
 class AggregatorConfig(_Strict):

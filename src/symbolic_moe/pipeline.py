@@ -70,15 +70,16 @@ def synthesize(
     return Synthesis(finals, texts, aggregation, steps)
 
 
-def routed_plan(run: Run, questions: Sequence[Question], probabilities: Any, k: int) -> Recruitment:
+def routed_plan(run: Run, questions: Sequence[Question], probabilities: Any, k: int, order: Any = None) -> Recruitment:
     """The learned routers' top-k plan: per question the k most likely correct pool models, best
-    first; their log-odds vote weights stand where a recruitment keeps its probabilities, so the
-    weighted vote of `synthesize` counts them (ties to the most likely expert)."""
-    order = top_k(probabilities, k)
+    first (or the models of `order`, negative entries ending a list: a cost-aware order);
+    their log-odds vote weights stand where a recruitment keeps its probabilities, so the
+    weighted vote of `synthesize` counts them (ties to the first expert)."""
+    order = top_k(probabilities, k) if order is None else order
     return Recruitment(
         models=run.experts,
         question_ids=[q.id for q in questions],
-        experts=[[run.experts[m] for m in row] for row in order],
+        experts=[[run.experts[m] for m in row if m >= 0] for row in order],
         probabilities=weights_for(probabilities, [q.n_options for q in questions]),
     )
 
@@ -102,10 +103,14 @@ def cascade_experts(
     k_max: int,
     seed: Seeds,
     label: str = "router cascade",
+    order: Any = None,
+    frugal: bool = False,
 ) -> CascadeAnswers:
     """Ask pool models best-first by predicted correctness (routing.decide.cascade), one batched
     round per rank, until each question's weighted margin passes `margin` or `k_max` answered.
-    `seed`: one for all questions or one per question (a served batch)."""
+    `seed`: one for all questions or one per question (a served batch); `order`: per question
+    the models in the order to ask them (negative entries end a list) instead of best-first;
+    `frugal`: the cost-aware cascade's rule (routing.decide.cascade)."""
     models, seeds = run.experts, per_question(seed, len(questions))
     completions: list[list[Completion]] = [[] for _ in questions]
 
@@ -117,5 +122,6 @@ def cascade_experts(
         return [answer_key(row[0].text, question) for question, row in zip(subset, rows, strict=True)]
 
     options = [q.n_options for q in questions]
-    result = cascade(ranking(probabilities), weights_for(probabilities, options), margin, k_max, ask)
+    order = ranking(probabilities) if order is None else order
+    result = cascade(order, weights_for(probabilities, options), margin, k_max, ask, frugal)
     return CascadeAnswers(result.answers, result.asked, result.responses, completions)

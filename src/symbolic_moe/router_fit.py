@@ -25,8 +25,9 @@ from .inference.keyword_mapping import KeywordEmbedder
 from .preprocess import keywords as keyword_step
 from .preprocess import profiles
 from .routing.base import PREDICTORS, Predictor, Signals, cross_fit_folds, groups_of
+from .routing.cost import Costs
 from .run import Run
-from .types import Question
+from .types import Completion, Question
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # run -> {key: value}
 
@@ -151,3 +152,36 @@ def predict(run: Run, questions: Sequence[Question], label: str = "requests") ->
     """Predicted correctness of any new questions (e.g. a server's batch), from the router fitted
     on the fit splits; their skills come from the keyword step (`label` names them in the store)."""
     return fitted(run).predict(signals(run, label, questions))
+
+
+def call_costs(run: Run, split: str, questions: Sequence[Question]) -> np.ndarray:
+    """(questions x pool models) USD of each pool model's call on each question (NaN: unpriced),
+    read from the same generations the labels grade (stored: nothing is generated again)."""
+    generations = profiles.completions_all(questions, run.experts, run.scheduler, f"router costs ({split})")
+    return np.array([[_usd(generations.get(m, {}).get(q.id)) for m in run.experts] for q in questions], dtype=float)
+
+
+def _usd(completion: Completion | None) -> float:
+    cost = None if completion is None else completion.cost_usd
+    return float("nan") if cost is None else float(cost)
+
+
+def costs(run: Run) -> Costs:
+    """Expected and largest cost of a call to each pool model, over the `router.fit_splits`
+    questions (cached per run); an unpriced model, or a budget no model's call fits, is an error
+    here, before any scored question is answered."""
+
+    def compute() -> Costs:
+        cfg = run.config.router
+        matrix = np.concatenate([call_costs(run, s, fit_questions(run, s)) for s in cfg.fit_splits])
+        return Costs.fit(run.experts, matrix)
+
+    fitted_costs = _cached(run, ("costs", tuple(run.config.router.fit_splits)), compute)
+    fitted_costs.check_budget(run.config.router.budget)
+    return fitted_costs
+
+
+def cost_aware(run: Run) -> bool:
+    """Whether the router's settings need prices (a cost weight or a budget)."""
+    cfg = run.config.router
+    return cfg.cost_weight > 0 or cfg.budget is not None

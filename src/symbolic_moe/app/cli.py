@@ -240,7 +240,7 @@ def serve(
     max_question_bytes: Annotated[int, typer.Option(help="longer questions (UTF-8 bytes) get 400")] = 16 * 1024,
     window: Annotated[float, typer.Option(help="seconds a micro-batch waits for more requests")] = 0.05,
     method: Annotated[
-        str, typer.Option(help="symbolic_moe (skill recruitment) or a learned router: router_single/vote/cascade")
+        str, typer.Option(help="symbolic_moe (skill recruitment) or a router: router_single/vote/cascade/frugal")
     ] = "symbolic_moe",
 ) -> None:
     """Serve the mixture as one model behind an OpenAI-compatible /v1/chat/completions."""

@@ -50,6 +50,7 @@ ROWS: dict[str, tuple[str, str, str]] = {
     "router_single": ("Learned routing", "Router, most likely model", "Routed"),
     "router_vote": ("Learned routing", "Router, top-k confidence-weighted vote", "Routed top-k"),
     "router_cascade": ("Learned routing", "Router, best-first cascade", "Routed cascade"),
+    "router_frugal": ("Learned routing", "Router, cheapest-first cost-aware cascade", "Routed frugal cascade"),
     "oracle": ("Upper bound", "Oracle (any pool model right)", "All"),
 }
 for _agg, _label in (

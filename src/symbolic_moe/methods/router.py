@@ -7,7 +7,14 @@ pool model is to answer correctly (`routing/`); these methods spend expert calls
   expert) decides, or the task aggregator synthesizes with `aggregator.method = "llm"` (k + 1 calls);
 - `router_cascade`: models answer best-first, one round per rank, until the weighted margin of the
   leading answer reaches `router.margin` or `router.k_max` experts have answered; the mean calls
-  per question it spent is reported in the result info.
+  per question it spent is reported in the result info;
+- `router_frugal` (issue 18): a cost-aware cascade: per question up to `router.frugal_k_max` - 1
+  cheaper models (the best by p - `router.frugal_cost_weight` x cost), cheapest first, then the
+  most likely model (`routing.cost.frugal_order`), until the weighted margin reaches
+  `router.frugal_margin`; a question that never gets there takes the last expert's answer.
+With `router.cost_weight` (lambda) the experts of the first two are ranked by p - lambda x
+expected cost (USD per 1,000 questions); with `router.budget` no question's calls may cost more
+than the budget (each model's largest validation call counted in advance).
 Each is a plain function of (run, questions, probabilities, seed) behind its registered name.
 """
 
@@ -21,6 +28,8 @@ import numpy as np
 from .. import router_fit as fit
 from ..grading import answer_key
 from ..pipeline import cascade_experts, routed_plan, synthesize
+from ..routing.cost import Budget, expert_order, frugal_plan, per_question
+from ..routing.decide import weights_for
 from ..types import Question
 from ..voting import answer_as_text
 from .base import Prediction, method
@@ -32,8 +41,11 @@ if TYPE_CHECKING:
 def route_vote(
     run: Run, questions: Sequence[Question], probabilities: np.ndarray, k: int, seed: int, aggregation: str = "vote"
 ) -> tuple[list[Prediction], dict[str, Any]]:
-    """The k most likely models per question answer (one batch); weighted vote or LLM synthesis."""
-    plan = routed_plan(run, questions, probabilities, k)
+    """The k most likely models per question answer (one batch); weighted vote or LLM synthesis.
+    With `router.cost_weight` or `router.budget`: the k best by p - cost_weight x cost that fit
+    the budget (routing.cost.expert_order)."""
+    method = "router_single" if k == 1 else "router_vote"
+    plan = routed_plan(run, questions, probabilities, k, plan_order(run, method, probabilities, questions, k=k))
     aggregate = "llm" if aggregation == "llm" else "weighted"
     result = synthesize(run, questions, plan, seed, aggregate, write=False, label="router ")
     index = {m: i for i, m in enumerate(run.experts)}
@@ -50,15 +62,57 @@ def route_vote(
         )
     ]
     aggregator = result.aggregator if aggregation == "llm" else "confidence-weighted vote"
-    return predictions, {"aggregator": aggregator, "k": min(k, len(run.experts)), "router": run.config.router.kind}
+    cfg = run.config.router
+    info: dict[str, Any] = {"aggregator": aggregator, "k": min(k, len(run.experts)), "router": cfg.kind}
+    if fit.cost_aware(run):
+        info |= {"cost_weight": cfg.cost_weight, "budget": cfg.budget}
+    return predictions, info
+
+
+def plan_order(
+    run: Run,
+    method: str,
+    probabilities: np.ndarray,
+    questions: Sequence[Question],
+    budgets: Budget = None,
+    k: int | None = None,
+) -> np.ndarray | None:
+    """The experts each question may ask, in order (negative entries end a list): for
+    `router_frugal` the cheapest-first frontier, else the k (default: the method's) best by
+    p - cost_weight x cost; each within its budget (`budgets`: per question, default
+    `router.budget`). None: best-first, when no cost-aware setting applies. Shared by the methods
+    and the Python API (per-request budgets); a budget too small for any call is an error here."""
+    cfg = run.config.router
+    budgets = per_question(cfg.budget if budgets is None else budgets, len(questions))
+    if method != "router_frugal" and not fit.cost_aware(run) and all(b is None for b in budgets):
+        return None
+    costs = fit.costs(run)
+    for budget in set(budgets):
+        costs.check_budget(budget)
+    if method == "router_frugal":
+        weights = weights_for(probabilities, [q.n_options for q in questions])
+        return frugal_plan(probabilities, weights, costs, budgets, cfg.frugal_k_max, cfg.frugal_cost_weight)
+    width = k or {"router_single": 1, "router_cascade": cfg.k_max}.get(method, run.config.recruit.k)
+    # the cost weight is router_single's and router_vote's; the best-first cascade only keeps to budgets
+    cost_weight = 0.0 if method == "router_cascade" else cfg.cost_weight
+    return expert_order(probabilities, costs, cost_weight, budgets, width)
 
 
 def route_cascade(
-    run: Run, questions: Sequence[Question], probabilities: np.ndarray, margin: float, k_max: int, seed: int
+    run: Run,
+    questions: Sequence[Question],
+    probabilities: np.ndarray,
+    margin: float,
+    k_max: int,
+    seed: int,
+    order: np.ndarray | None = None,
+    frugal: bool = False,
 ) -> tuple[list[Prediction], dict[str, Any]]:
-    """Best-first cascade: round r asks the r-th most likely model of every open question."""
+    """A cascade: round r asks the r-th model of `order` (default: the r-th most likely) of every
+    open question; `frugal`: the cost-aware cascade's stopping rule and final answer."""
     models = run.experts
-    result = cascade_experts(run, questions, probabilities, margin, k_max, seed)
+    label = "router frugal" if frugal else "router cascade"
+    result = cascade_experts(run, questions, probabilities, margin, k_max, seed, label, order, frugal)
     predictions = [
         Prediction.grade(
             q,
@@ -72,19 +126,25 @@ def route_cascade(
         )
     ]
     spent = [len(a) for a in result.asked]
-    info = {
+    info: dict[str, Any] = {
         "router": run.config.router.kind,
         "margin": margin,
         "k_max": k_max,
         "mean_calls_per_question": float(np.mean(spent)) if spent else 0.0,
         "experts_asked_histogram": {str(n): spent.count(n) for n in sorted(set(spent))},
     }
+    if all(c.cost_usd is not None for row in result.completions for c in row):
+        dollars = [sum(c.cost_usd or 0.0 for c in row) for row in result.completions]
+        info |= {"budget": run.config.router.budget, "max_cost_per_question": max(dollars, default=0.0)}
     return predictions, info
 
 
 def _prepare(run: Run) -> None:
-    """Fit the router and predict the scored split before metering starts (labels, embeddings)."""
+    """Fit the router and predict the scored split before metering starts (labels, embeddings;
+    with cost-aware settings the prices, so an unpriced model fails before any call)."""
     fit.predict_scored(run)
+    if fit.cost_aware(run):
+        fit.costs(run)
 
 
 def _prepare_vote(run: Run) -> None:
@@ -107,4 +167,19 @@ def router_vote(run: Run, seed: int):
 @method("router_cascade", prepare=_prepare)
 def router_cascade(run: Run, seed: int):
     cfg = run.config.router
-    return route_cascade(run, run.test, fit.predict_scored(run), cfg.margin, cfg.k_max, seed)
+    probabilities = fit.predict_scored(run)
+    order = plan_order(run, "router_cascade", probabilities, run.test)
+    return route_cascade(run, run.test, probabilities, cfg.margin, cfg.k_max, seed, order)
+
+
+def _prepare_frugal(run: Run) -> None:
+    _prepare(run)
+    fit.costs(run)  # every pool model's price: an unpriced one is an error before any call
+
+
+@method("router_frugal", prepare=_prepare_frugal)
+def router_frugal(run: Run, seed: int):
+    cfg = run.config.router
+    probabilities = fit.predict_scored(run)
+    order = plan_order(run, "router_frugal", probabilities, run.test)
+    return route_cascade(run, run.test, probabilities, cfg.frugal_margin, cfg.frugal_k_max, seed, order, True)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from ..grading import is_correct
 from ..prompts import cot_request
 from ..scheduler import Job, Scheduler
-from ..types import Question
+from ..types import Completion, Question
 
 Profile = dict[str, int]
 
@@ -21,11 +21,19 @@ def answer_all(
     questions: Sequence[Question], models: Sequence[str], scheduler: Scheduler, label: str = "profiles"
 ) -> dict[str, dict[str, str | None]]:
     """Each model's zero-shot CoT output for each question: {model: {question id: text}}."""
+    generations = completions_all(questions, models, scheduler, label)
+    return {model: {qid: c.text for qid, c in rows.items()} for model, rows in generations.items()}
+
+
+def completions_all(
+    questions: Sequence[Question], models: Sequence[str], scheduler: Scheduler, label: str = "profiles"
+) -> dict[str, dict[str, Completion]]:
+    """The generations behind `answer_all` (stored ones are reused): {model: {question id: completion}}."""
     jobs = [Job(model, cot_request(q)) for model in models for q in questions]
     completions = scheduler.run(jobs, label=label)
-    outputs: dict[str, dict[str, str | None]] = defaultdict(dict)
+    outputs: dict[str, dict[str, Completion]] = defaultdict(dict)
     for job, completion in zip(jobs, completions, strict=True):
-        outputs[job.model][job.question_id] = completion.text
+        outputs[job.model][job.question_id] = completion
     return dict(outputs)
 
 

@@ -12,6 +12,12 @@ Cascade (best-first): after each expert, the margin is the weight of the leading
 runner-up's; stop when the margin reaches `margin`, when the experts still allowed (up to `k_max`)
 could no longer overturn the leader, or at `k_max`. Ties go to the answer of the most likely
 expert (votes are counted best-first and the first of equal totals wins).
+
+Frugal cascade (`frugal=True`, cheapest first along the cost frontier): stop only when the margin
+reaches `margin`; a question that never gets there takes the answer of the last expert asked (the
+dearest, most likely right one). Cheap experts' errors are correlated, so their agreement is worth
+less than the independent weights say: on RouterBench's validation split two agreeing cheap models
+outvoted GPT-4 wrongly, and "could no longer be overturned" stopped before the strong model.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ def log_odds_weight(p: float | np.ndarray, n_options: int | None) -> float | np.
     return np.maximum(np.log(p * others / (1 - p)), 0.0)
 
 
-def should_stop(totals: dict[str, float], remaining: Sequence[float], threshold: float) -> bool:
+def should_stop(totals: dict[str, float], remaining: Sequence[float], threshold: float, frugal: bool = False) -> bool:
     """The cascade's stopping rule after an expert has answered; `remaining` are the weights of the
     experts still allowed to answer (empty at k_max)."""
     if not remaining:
@@ -51,6 +57,8 @@ def should_stop(totals: dict[str, float], remaining: Sequence[float], threshold:
     lead = margin(totals)
     if totals and lead >= threshold:
         return True
+    if frugal:
+        return False
     # the rest could not change the winner even if all of them named the runner-up
     return bool(totals) and lead > sum(remaining)
 
@@ -65,16 +73,20 @@ class CascadeResult:
     responses: list[list[str | None]]  # their answers
 
 
-def cascade(order: np.ndarray, weights: np.ndarray, threshold: float, k_max: int, ask: Ask) -> CascadeResult:
+def cascade(
+    order: np.ndarray, weights: np.ndarray, threshold: float, k_max: int, ask: Ask, frugal: bool = False
+) -> CascadeResult:
     """Best-first cascade over all questions at once: round r asks the r-th ranked model of every
     question still open, in one batch (so each model loads once per round).
 
-    `order` (n x models) ranks the models; `weights` (n x models) is each model's vote weight."""
+    `order` (n x models) ranks the models, a negative entry ending a question's list (a budget,
+    a frugal order); `weights` (n x models) is each model's vote weight; `frugal`: the frugal
+    cascade's rule (module docstring)."""
     n = len(order)
     k_max = min(k_max, order.shape[1])
     asked: list[list[int]] = [[] for _ in range(n)]
     responses: list[list[str | None]] = [[] for _ in range(n)]
-    open_questions = list(range(n))
+    open_questions = [q for q in range(n) if k_max and order[q, 0] >= 0]
     for r in range(k_max):
         if not open_questions:
             break
@@ -85,12 +97,20 @@ def cascade(order: np.ndarray, weights: np.ndarray, threshold: float, k_max: int
         still_open = []
         for q in open_questions:
             totals = tally(responses[q], [weights[q, m] for m in asked[q]])
-            remaining = [float(weights[q, int(m)]) for m in order[q, r + 1 : k_max]]
-            if not should_stop(totals, remaining, threshold):
+            remaining = [float(weights[q, int(m)]) for m in order[q, r + 1 : k_max] if m >= 0]
+            if not should_stop(totals, remaining, threshold, frugal):
                 still_open.append(q)
         open_questions = still_open
-    finals = [leader(tally(responses[q], [weights[q, m] for m in asked[q]])) for q in range(n)]
+    finals = [_final(responses[q], [float(weights[q, m]) for m in asked[q]], threshold, frugal) for q in range(n)]
     return CascadeResult(finals, asked, responses)
+
+
+def _final(responses: list[str | None], weights: list[float], threshold: float, frugal: bool) -> str | None:
+    """The weighted vote's leader; a frugal cascade that never reached its margin: the last answer."""
+    totals = tally(responses, weights)
+    if frugal and responses and responses[-1] is not None and not (totals and margin(totals) >= threshold):
+        return responses[-1]
+    return leader(totals)
 
 
 def weights_for(probabilities: np.ndarray, n_options: Sequence[int | None]) -> np.ndarray:

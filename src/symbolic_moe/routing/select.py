@@ -30,31 +30,71 @@ def out_of_fold(
 
 
 @dataclass
+class Outcome:
+    """Per question: right or not, USD spent (0 without costs), experts asked."""
+
+    correct: np.ndarray
+    spent: np.ndarray
+    calls: np.ndarray
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct.mean())
+
+    @property
+    def cost(self) -> float:
+        """USD per question."""
+        return float(self.spent.mean())
+
+
+@dataclass
 class Replay:
     """Stored answers of every pool model to labelled questions: answers[q][m] is the extracted
-    option (None when unparseable), gold[q] the right one, options[q] the number of options."""
+    option (None when unparseable), gold[q] the right one, options[q] the number of options;
+    costs[q, m] the USD of that stored call (cost-aware replays)."""
 
     answers: Sequence[Sequence[str | None]]
     gold: Sequence[str]
     options: Sequence[int | None]
+    costs: np.ndarray | None = None
+
+    def outcome(self, asked: Sequence[Sequence[int]], finals: Sequence[str | None]) -> Outcome:
+        costs = np.zeros((len(self.gold), 1 + max((m for row in asked for m in row), default=0)))
+        costs = costs if self.costs is None else self.costs
+        correct = np.array([f is not None and f == g for f, g in zip(finals, self.gold, strict=True)], dtype=float)
+        spent = np.array([float(costs[q, list(row)].sum()) for q, row in enumerate(asked)])
+        return Outcome(correct, spent, np.array([len(row) for row in asked], dtype=float))
+
+    def voted(self, probabilities: np.ndarray, order: np.ndarray) -> Outcome:
+        """The weighted vote of each question's experts in `order` (negative entries end a list)."""
+        weights = weights_for(probabilities, self.options)
+        asked = [[int(m) for m in row if m >= 0] for row in order]
+        finals = [
+            leader(tally([self.answers[q][m] for m in row], [float(weights[q, m]) for m in row]))
+            for q, row in enumerate(asked)
+        ]
+        return self.outcome(asked, finals)
+
+    def cascaded(
+        self, probabilities: np.ndarray, order: np.ndarray, margin: float, k_max: int, frugal: bool = False
+    ) -> Outcome:
+        """The cascade (decide.cascade) over `order`, answered from the stored answers."""
+
+        def ask(batch: list[tuple[int, int]]) -> list[str | None]:
+            return [self.answers[q][m] for q, m in batch]
+
+        weights = weights_for(probabilities, self.options)
+        result = cascade(order, weights, margin, k_max, ask, frugal)
+        return self.outcome(result.asked, result.answers)
 
     def accuracy(self, finals: Sequence[str | None]) -> float:
         return float(np.mean([f is not None and f == g for f, g in zip(finals, self.gold, strict=True)]))
 
     def vote(self, probabilities: np.ndarray, k: int) -> float:
         """Accuracy of the top-k confidence-weighted vote."""
-        order = top_k(probabilities, k)
-        weights = weights_for(probabilities, self.options)
-        finals = [
-            leader(tally([self.answers[q][m] for m in order[q]], weights[q, order[q]])) for q in range(len(order))
-        ]
-        return self.accuracy(finals)
+        return self.voted(probabilities, top_k(probabilities, k)).accuracy
 
     def cascade(self, probabilities: np.ndarray, margin: float, k_max: int) -> tuple[float, float]:
         """(accuracy, mean calls per question) of the best-first cascade."""
-
-        def ask(batch: list[tuple[int, int]]) -> list[str | None]:
-            return [self.answers[q][m] for q, m in batch]
-
-        result = cascade(ranking(probabilities), weights_for(probabilities, self.options), margin, k_max, ask)
-        return self.accuracy(result.answers), float(np.mean([len(a) for a in result.asked]))
+        done = self.cascaded(probabilities, ranking(probabilities), margin, k_max)
+        return done.accuracy, float(done.calls.mean())

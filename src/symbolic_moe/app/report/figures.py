@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
+from ... import frontier
 from .load import MethodSummary, Selection
 
 DPI = 100
@@ -22,28 +23,51 @@ def _png(fig: Figure) -> bytes:
 
 def accuracy_vs_calls(methods: Mapping[str, MethodSummary]) -> bytes:
     """Cost and quality: accuracy (95% interval) against LLM calls per question, one point per method."""
+    return _accuracy_against(methods, {n: m.calls_per_question for n, m in methods.items()}, "LLM calls per question")
+
+
+def accuracy_vs_dollars(methods: Mapping[str, MethodSummary]) -> bytes:
+    """Accuracy against USD per 1,000 questions (log scale), every priced method; with two or more
+    single models (`single:<model>`), the zero router: the upper convex hull of their points."""
+    priced = {n: m for n, m in methods.items() if m.cost_per_question is not None}
+    dollars = {n: 1000 * (m.cost_per_question or 0.0) for n, m in priced.items()}
+    fig_singles = [(dollars[n], 100 * m.accuracy) for n, m in priced.items() if n.startswith("single:")]
+    zero = frontier.hull(fig_singles) if len(fig_singles) >= 2 else []
+    return _accuracy_against(priced, dollars, "USD per 1,000 questions (log scale)", zero, log=True)
+
+
+def _accuracy_against(
+    methods: Mapping[str, MethodSummary],
+    xs: Mapping[str, float],
+    label: str,
+    zero_router: list[tuple[float, float]] | None = None,
+    log: bool = False,
+) -> bytes:
     fig = Figure(figsize=(8, 5))
     ax = fig.add_subplot()
     placed: list[tuple[float, float]] = []
     for i, (name, m) in enumerate(methods.items()):
         low, high = m.ci95
         ax.errorbar(
-            m.calls_per_question,
+            xs[name],
             100 * m.accuracy,
             yerr=[[100 * (m.accuracy - low)], [100 * (high - m.accuracy)]],
             fmt="o",
             capsize=4,
             color=f"C{i % 10}",
         )
-        point = (m.calls_per_question, 100 * m.accuracy)
-        # Methods at about the same point (same calls, close accuracy) get their labels stacked.
+        point = (xs[name], 100 * m.accuracy)
+        # Methods at about the same point (same cost, close accuracy) get their labels stacked.
         near = sum(abs(x - point[0]) <= 0.02 * max(x, 1e-9) and abs(y - point[1]) < 3 for x, y in placed)
         placed.append(point)
         ax.annotate(name, point, textcoords="offset points", xytext=(6, 4 - 11 * near), fontsize=9)
-    calls = [m.calls_per_question for m in methods.values() if m.calls_per_question > 0]
-    if calls and max(calls) / min(calls) > 8:
+    if zero_router:
+        ax.plot(*zip(*zero_router, strict=True), "--", color="gray", label="zero router (hull of single models)")
+        ax.legend(fontsize=8, loc="lower right")
+    positive = [x for x in xs.values() if x > 0]
+    if positive and (log or max(positive) / min(positive) > 8):
         ax.set_xscale("log")
-    ax.set_xlabel("LLM calls per question")
+    ax.set_xlabel(label)
     ax.set_ylabel("accuracy % (95% bootstrap interval)")
     ax.grid(alpha=0.3)
     return _png(fig)

@@ -174,6 +174,14 @@ def _routing_section(report: RunReport) -> str:
     return "".join(parts)
 
 
+def _dollars_figure(report: RunReport) -> list[str]:
+    """Accuracy against dollars per question, when at least one method is priced."""
+    if not any(m.cost_per_question is not None for m in report.methods.values()):
+        return []
+    caption = "Accuracy (95% interval) against USD per 1,000 questions (log scale), every priced method."
+    return [_figure(figures.accuracy_vs_dollars(report.methods), "accuracy against dollars per question", caption)]
+
+
 def run_html(report: RunReport) -> str:
     r = report.results
     banner = simulated_banner(r)
@@ -199,6 +207,7 @@ def run_html(report: RunReport) -> str:
             "accuracy against calls per question",
             "Accuracy (95% interval) against LLM calls per question, every method.",
         ),
+        *_dollars_figure(report),
         "<h2>Expert selection counts (paper Fig. 4)</h2>",
     ]
     parts += [

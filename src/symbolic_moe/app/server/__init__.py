@@ -10,7 +10,10 @@ once per batch, yet every request stays its own:
   field), `n > 1` (400), question size (400), model name (404), API key (401);
 - its own `seed` (recruitment, experts and aggregator), its own `max_tokens` / `temperature` (the
   LLM aggregator's; part of that generation's store key), its own `usage` (only its generations;
-  with `cost_usd`, an extension field: USD of those generations, null when a model is unpriced);
+  with `cost_usd`, an extension field: USD of those generations, null when a model is unpriced),
+  and its own `budget` (an extension field, USD per question, learned routers only: the expert
+  calls may cost no more; too small for the cheapest model's call, or a method that cannot keep
+  to one: 400 naming `budget`);
 - a batch that fails is split in halves until the failing request is alone, so a bad request
   fails only itself (generations already stored are reused, not repeated).
 `stream: true` sends OpenAI `chat.completion.chunk` events: the role first, the whole answer as one

@@ -66,6 +66,7 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: StrictInt | None = Field(None, ge=1)
     max_completion_tokens: StrictInt | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0, le=2)
+    budget: float | None = Field(None, gt=0, allow_inf_nan=False)  # extension: USD per question
 
     @property
     def include_usage(self) -> bool:
@@ -143,6 +144,7 @@ def details(answer: Answer) -> dict[str, Any]:
         "aggregator": answer.aggregator,
         "recruitment": answer.recruitment,
         "seed": answer.seed,
+        "budget": answer.budget,
         "steps": {name: u.model_dump() for name, u in answer.steps.items()},
     }
 

@@ -16,6 +16,7 @@ from typing import Any
 from ...answers import Answer
 from ...answers import Request as AnswerRequest
 from ...api import Mixture
+from ...errors import ConfigError
 from .protocol import ApiError, ChatCompletionRequest, chunk, details, sse, usage
 
 
@@ -36,11 +37,16 @@ class MixtureService:
         return future
 
     def submit_chat(self, request: ChatCompletionRequest, text: str) -> Future:
-        """A validated chat request's question, with its seed (default: the config's) and its
-        settings for the LLM aggregator."""
+        """A validated chat request's question, with its seed (default: the config's), its
+        settings for the LLM aggregator and its budget (checked now: ApiError 400 naming it)."""
         seed = self.mixture.run.config.seed if request.seed is None else request.seed
         max_tokens = request.max_tokens or request.max_completion_tokens
-        return self.submit(AnswerRequest(self.mixture.question(text), seed, max_tokens, request.temperature))
+        try:
+            self.mixture.check_budget(request.budget)
+        except ConfigError as exc:
+            raise ApiError(400, str(exc), "budget", "invalid_value") from None
+        question = self.mixture.question(text)
+        return self.submit(AnswerRequest(question, seed, max_tokens, request.temperature, request.budget))
 
     def close(self) -> None:
         self.queue.put(None)
