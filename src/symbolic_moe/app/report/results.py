@@ -79,26 +79,10 @@ def summarise(
     wall_seconds: float,
     walls: dict[tuple[str, int], float] | None = None,
 ) -> dict[str, Any]:
-    methods: dict[str, Any] = {}
-    for name in dict.fromkeys(r.name for r in results):
-        runs = [r for r in results if r.name == name]
-        accuracies = [r.accuracy for r in runs]
-        n_questions = max(runs[0].n, 1)
-        correct = np.array([[p.correct for p in r.predictions] for r in runs], dtype=float)
-        methods[name] = {
-            "accuracy": statistics.fmean(accuracies),
-            "std": statistics.pstdev(accuracies) if len(accuracies) > 1 else 0.0,
-            "ci95": bootstrap_ci(correct, **BOOTSTRAP),
-            "n": runs[0].n,
-            "seeds": [r.seed for r in runs],
-            "per_seed_accuracy": accuracies,
-            "calls_per_question": statistics.fmean(r.calls for r in runs) / n_questions,
-            "tokens_per_question": statistics.fmean(r.prompt_tokens + r.completion_tokens for r in runs) / n_questions,
-            **cost_summary(runs, n_questions),
-            "loads_per_seed": [r.loads for r in runs],
-            "wall_seconds_per_seed": [(walls or {}).get((name, r.seed)) for r in runs],
-            "info": {str(r.seed): r.info for r in runs},
-        }
+    methods = {
+        name: method_summary([r for r in results if r.name == name], walls or {})
+        for name in dict.fromkeys(r.name for r in results)
+    }
     usage = run.scheduler.report()
     totals = usage["totals"]
     simulated = sorted(name for name, spec in run.config.all_models.items() if spec.engine == "simulated")
@@ -133,6 +117,27 @@ def summarise(
             },
         },
         "usage": usage,
+    }
+
+
+def method_summary(runs: Sequence[MethodResult], walls: dict[tuple[str, int], float]) -> dict[str, Any]:
+    """One method's entry of results.json: its seeds' accuracies, interval, calls, tokens, dollars."""
+    accuracies = [r.accuracy for r in runs]
+    n_questions = max(runs[0].n, 1)
+    correct = np.array([[p.correct for p in r.predictions] for r in runs], dtype=float)
+    return {
+        "accuracy": statistics.fmean(accuracies),
+        "std": statistics.pstdev(accuracies) if len(accuracies) > 1 else 0.0,
+        "ci95": bootstrap_ci(correct, **BOOTSTRAP),
+        "n": runs[0].n,
+        "seeds": [r.seed for r in runs],
+        "per_seed_accuracy": accuracies,
+        "calls_per_question": statistics.fmean(r.calls for r in runs) / n_questions,
+        "tokens_per_question": statistics.fmean(r.prompt_tokens + r.completion_tokens for r in runs) / n_questions,
+        **cost_summary(runs, n_questions),
+        "loads_per_seed": [r.loads for r in runs],
+        "wall_seconds_per_seed": [walls.get((r.name, r.seed)) for r in runs],
+        "info": {str(r.seed): r.info for r in runs},
     }
 
 
