@@ -57,7 +57,7 @@ POOLS = {
 }
 LAMBDAS = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
 CASCADE_MARGINS = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
-FRUGAL_K = [2, 3, 4]
+FRUGAL_K = [2, 3, 4, 5]  # up to router_cascade's own k_max (5); 4 cut off RouterBench's cheaper matches
 FRUGAL_LAMBDAS = [0.01, 0.03, 0.1, 0.3, 1.0]
 FRUGAL_MARGINS = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
 FOLD_SEEDS = [0, 1, 2]
