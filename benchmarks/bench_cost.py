@@ -6,7 +6,8 @@
 Per pool: every single model's (USD per question, accuracy) point, the zero router (the upper
 convex hull of the single models' points) and, per router, a sweep of its knob: `router_single`
 and `router_vote` over `router.cost_weight`, `router_cascade` over `router.margin`, `router_frugal`
-over `router.frugal_margin` x `router.frugal_k_max` x `router.frugal_cost_weight`; each router's
+over `router.frugal_margin` x `router.frugal_k_max` x `router.frugal_cost_weight` (its "cheaper"
+order) and `router.frugal_margin` x `router.frugal_k_max` (its "likely" order); each router's
 AIQ (symbolic_moe.frontier), the cost at which it first matches the best single model (as a share
 of that model's cost), 95% bootstrap intervals over questions (symbolic_moe.stats) for accuracy and cost, and a paired
 bootstrap against the best single model for the chosen defaults.
@@ -19,7 +20,9 @@ first replayed out-of-fold on validation (5 folds x 3 shuffles; `routing.select.
   bootstrap over questions, each question's correctness averaged over the fold shuffles: the 95%
   interval of the difference reaches 0); if none, the most accurate one;
 - "beat" rule (the other named setting of frugal's knob): the most accurate setting costing at
-  most the best single model's validation cost.
+  most the best single model's validation cost;
+- "cascade" rule (router_frugal_cascade): the cheapest frugal setting at least as accurate as the
+  config's own router_cascade (its margin and k_max) on validation; if none, the most accurate.
 The test split is then scored once per setting (replayed from the stored test answers), and the
 defaults are run for real through `smoe compare`'s code path (its dollars from the accounting).
 Writes benchmarks/results/cost_<pool>.json and cost_frontier.png.
@@ -57,7 +60,7 @@ POOLS = {
 }
 LAMBDAS = [0.0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0]
 CASCADE_MARGINS = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
-FRUGAL_K = [2, 3, 4]
+FRUGAL_K = [2, 3, 4, 5]  # up to router_cascade's own k_max (5); 4 cut off RouterBench's cheaper matches
 FRUGAL_LAMBDAS = [0.01, 0.03, 0.1, 0.3, 1.0]
 FRUGAL_MARGINS = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
 FOLD_SEEDS = [0, 1, 2]
@@ -72,29 +75,36 @@ def split_replay(run: Run, split: str, questions: list) -> Replay:
     return Replay(answers, [q.answer for q in questions], [q.n_options for q in questions], costs)
 
 
-def settings(run: Run) -> list[tuple[str, dict[str, float]]]:
+def settings(run: Run) -> list[tuple[str, dict[str, Any]]]:
     cfg = run.config
     rows = [("router_single", {"cost_weight": lam}) for lam in LAMBDAS]
     rows += [("router_vote", {"cost_weight": lam, "k": cfg.recruit.k}) for lam in LAMBDAS]
     rows += [("router_cascade", {"margin": m, "k_max": cfg.router.k_max}) for m in CASCADE_MARGINS]
     rows += [
-        ("router_frugal", {"frugal_margin": m, "frugal_k_max": k, "frugal_cost_weight": lam})
+        ("router_frugal", {"frugal_order": "cheaper", "frugal_margin": m, "frugal_k_max": k, "frugal_cost_weight": lam})
         for lam in FRUGAL_LAMBDAS
+        for k in FRUGAL_K
+        for m in FRUGAL_MARGINS
+    ]
+    # the "likely" order ignores frugal_cost_weight
+    rows += [
+        ("router_frugal", {"frugal_order": "likely", "frugal_margin": m, "frugal_k_max": k})
         for k in FRUGAL_K
         for m in FRUGAL_MARGINS
     ]
     return rows
 
 
-def play(replay: Replay, p: np.ndarray, costs: Costs, family: str, s: dict[str, float]) -> Outcome:
+def play(replay: Replay, p: np.ndarray, costs: Costs, family: str, s: dict[str, Any]) -> Outcome:
     """One setting of one router on one split, replayed (the methods' own decision functions)."""
     if family in ("router_single", "router_vote"):
         k = 1 if family == "router_single" else int(s["k"])
         return replay.voted(p, expert_order(p, costs, s["cost_weight"], None, k))
     if family == "router_cascade":
         return replay.cascaded(p, ranking(p), s["margin"], int(s["k_max"]))
-    order = frugal_plan(p, weights_for(p, replay.options), costs, None, int(s["frugal_k_max"]), s["frugal_cost_weight"])
-    return replay.cascaded(p, order, s["frugal_margin"], int(s["frugal_k_max"]), frugal=True)
+    likely, k = s["frugal_order"] == "likely", int(s["frugal_k_max"])
+    order = frugal_plan(p, weights_for(p, replay.options), costs, None, k, s.get("frugal_cost_weight", 0.0), likely)
+    return replay.cascaded(p, order, s["frugal_margin"], k, frugal=not likely)  # as methods.router.frugal_rule
 
 
 def singles(replay: Replay, models: list[str]) -> list[dict[str, Any]]:
@@ -106,8 +116,12 @@ def singles(replay: Replay, models: list[str]) -> list[dict[str, Any]]:
 
 
 def choose(rows: list[dict[str, Any]], target: dict[str, Any], family: str, rule: str) -> dict[str, Any]:
-    """The validation rule's setting of one family (module docstring)."""
+    """The validation rule's setting of one family (module docstring); `target`: the best single
+    model's validation row, or for the "cascade" rule the config's router_cascade's."""
     mine = [r for r in rows if r["family"] == family]
+    if rule == "cascade":
+        level = [r for r in mine if r["accuracy"] >= target["accuracy"] - 1e-9]
+        return min(level, key=lambda r: (r["cost"], -r["accuracy"])) if level else choose(rows, target, family, "beat")
     if rule == "beat":
         within = [r for r in mine if r["cost"] <= target["cost"]] or mine
         return max(within, key=lambda r: (round(r["accuracy"], 9), -r["cost"]))
@@ -163,6 +177,9 @@ def bench_pool(pool: str, work: Path) -> dict[str, Any]:
     chosen = {f: choose(val_rows, best, f, "match") for f in ("router_single", "router_vote", "router_frugal")}
     chosen["router_frugal_beat"] = choose(val_rows, best, "router_frugal", "beat")
     chosen["router_cascade"] = choose(val_rows, best, "router_cascade", "match")
+    own = {"margin": run.config.router.margin, "k_max": run.config.router.k_max}
+    today = next(r for r in val_rows if r["family"] == "router_cascade" and r["setting"] == own)
+    chosen["router_frugal_cascade"] = choose(val_rows, today, "router_frugal", "cascade")
     # -- test: scored once per setting ----------------------------------------------------------
     test = split_replay(run, "test", run.test)
     assert test.costs is not None
@@ -215,11 +232,12 @@ def default_sets(chosen: dict[str, Any]) -> list[str]:
     return [*frugal_sets(frugal), f"router.cost_weight={vote['cost_weight']}"]
 
 
-def frugal_sets(s: dict[str, float]) -> list[str]:
+def frugal_sets(s: dict[str, Any]) -> list[str]:
     return [
+        f"router.frugal_order={s['frugal_order']}",
         f"router.frugal_margin={s['frugal_margin']}",
         f"router.frugal_k_max={int(s['frugal_k_max'])}",
-        f"router.frugal_cost_weight={s['frugal_cost_weight']}",
+        *([f"router.frugal_cost_weight={s['frugal_cost_weight']}"] if "frugal_cost_weight" in s else []),
     ]
 
 
@@ -227,11 +245,12 @@ def measure(config: str, pool: str, chosen: dict[str, Any], work: Path) -> dict[
     """The chosen defaults run for real (`smoe compare`'s code path, seed 0): accuracy, calls and
     the dollars of the accounting, beside the replayed figures above."""
     results = run_methods(config, SKILLS + default_sets(chosen), work / "measured", METHODS, [0])
-    knob = frugal_sets(chosen["router_frugal_beat"]["setting"])
-    results_beat = run_methods(config, SKILLS + knob, work / "measured-beat", ["router_frugal"], [0])
     keep = ("accuracy", "ci95", "calls_per_question", "cost_per_question")
     out = {m: {k: results[m].get(k) for k in keep} for m in METHODS}
-    out["router_frugal (beat setting)"] = {k: results_beat["router_frugal"].get(k) for k in keep}
+    for rule in ("beat", "cascade"):
+        knob = frugal_sets(chosen[f"router_frugal_{rule}"]["setting"])
+        named = run_methods(config, SKILLS + knob, work / f"measured-{rule}", ["router_frugal"], [0])
+        out[f"router_frugal ({rule} setting)"] = {k: named["router_frugal"].get(k) for k in keep}
     out["sets"] = default_sets(chosen)
     return out
 

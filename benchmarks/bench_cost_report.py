@@ -75,8 +75,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
-def _fmt(setting: dict[str, float]) -> str:
-    return ", ".join(f"{k}={v:g}" for k, v in setting.items())
+def _fmt(setting: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, int | float) else f"{k}={v}" for k, v in setting.items())
 
 
 def table(pool: str, data: dict[str, Any]) -> str:
@@ -100,7 +100,7 @@ def table(pool: str, data: dict[str, Any]) -> str:
         "|---|---|---:|---:|---:|---|",
     ]
     for name, row in v["chosen"].items():
-        family = "router_frugal" if name == "router_frugal_beat" else name
+        family = "router_frugal" if name.startswith("router_frugal") else name
         test_row = next(r for r in t["sweep"] if r["family"] == family and r["setting"] == row["setting"])
         d = test_row["vs_best"]
         verdict = f"{100 * d['diff']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"

@@ -9,7 +9,16 @@ import pytest
 from symbolic_moe import frontier
 from symbolic_moe.config import parse_config
 from symbolic_moe.errors import ConfigError
-from symbolic_moe.routing.cost import NONE, Costs, affordable, cost_ranking, expert_order, frugal_order, frugal_plan
+from symbolic_moe.routing.cost import (
+    NONE,
+    Costs,
+    affordable,
+    cost_ranking,
+    expert_order,
+    frugal_order,
+    frugal_plan,
+    likely_cheapest_first,
+)
 from symbolic_moe.routing.decide import cascade, weights_for
 
 MODELS = ("cheap", "middle", "dear")
@@ -100,6 +109,22 @@ def test_frugal_plan_leaves_out_models_the_budget_never_admits():
     assert frugal_plan(p, weights, costs, None, 3, 0.01).tolist() == [[0, 1, 2]]
     # 0.0015: dear never fits, so middle is the most likely model left and comes last
     assert frugal_plan(p, weights, costs, 0.0015, 3, 0.01).tolist() == [[0, 1, NONE]]
+
+
+def test_likely_order_asks_the_most_likely_models_cheapest_first():
+    mean = np.array([0.0002, 0.001, 0.006, 0.0003])
+    p = np.array([[0.70, 0.80, 0.90, 0.60], [0.95, 0.10, 0.90, 0.85]])
+    # q0: the 3 most likely are dear, middle, cheap; q1: cheap, dear, other (middle is left out)
+    assert likely_cheapest_first(p, mean, 3).tolist() == [[0, 1, 2], [0, 3, 2]]
+    assert likely_cheapest_first(p, mean, 2).tolist() == [[1, 2], [0, 2]]
+    # through the plan: a model no better than chance still counts among the likely ones, and the
+    # budget still cuts the list (0.0015: dear never fits)
+    costs = Costs.fit(MODELS, COSTS)
+    q = np.array([[0.10, 0.80, 0.90]])
+    weights = weights_for(q, [4])
+    assert frugal_plan(q, weights, costs, None, 3, 0.01, likely=True).tolist() == [[0, 1, 2]]
+    assert frugal_plan(q, weights, costs, None, 3, 0.01).tolist() == [[1, 2, NONE]]
+    assert frugal_plan(q, weights, costs, 0.0015, 2, 0.01, likely=True).tolist() == [[0, 1]]
 
 
 def test_frugal_cascade_stops_when_cheap_experts_agree_and_escalates_when_not():

@@ -75,6 +75,17 @@ def test_frugal_asks_cheap_first_and_dollars_add_up(tmp_path):
     assert cheap_only.accuracy == 0.5 and cheap_only.cost_usd == pytest.approx(6 * CHEAP)
 
 
+def test_frugal_likely_order_asks_the_cascades_experts_cheapest_first(tmp_path):
+    raw = _pool(tmp_path)
+    raw["router"] = {**raw["router"], "frugal_order": "likely"}
+    result = run_method("router_frugal", Run(parse_config(raw)), 0)
+    # the 3 most likely (wild too, though no better than chance), cheapest first; cheap's 1.1 and
+    # wild's 0 do not reach margin 2 and dear's 4.1 could still overturn them: dear decides
+    assert all(p.detail["experts"] == ["cheap", "wild", "dear"] for p in result.predictions)
+    assert result.accuracy == 1.0
+    assert result.cost_usd == pytest.approx(sum(_spent(result)))
+
+
 def test_cost_weight_and_budget_move_router_single_to_the_cheap_model(tmp_path):
     raw = _pool(tmp_path)
     assert {p.detail["experts"][0] for p in run_method("router_single", Run(parse_config(raw)), 0).predictions} == {

@@ -39,7 +39,7 @@ from .errors import ConfigError, EngineError
 from .grading import extract_answer
 from .inference.recruit import Recruitment, question_rng
 from .methods import check_config
-from .methods.router import plan_order
+from .methods.router import frugal_rule, plan_order
 from .pipeline import Synthesis, cascade_experts, routed_plan, synthesize
 from .preprocess import keywords
 from .routing.base import Signals, groups_of
@@ -248,8 +248,9 @@ class Mixture:
         questions, cfg = [r.question for r in requests], self.run.config.router
         probabilities = self._probabilities(questions, mapped)
         order = plan_order(self.run, self.method, probabilities, questions, [r.budget for r in requests])
-        frugal = self.method == "router_frugal"
-        margin, k_max = (cfg.frugal_margin, cfg.frugal_k_max) if frugal else (cfg.margin, cfg.k_max)
+        frugal = frugal_rule(self.run, self.method)
+        own = self.method == "router_frugal"
+        margin, k_max = (cfg.frugal_margin, cfg.frugal_k_max) if own else (cfg.margin, cfg.k_max)
         seeds = [r.seed for r in requests]
         result = cascade_experts(self.run, questions, probabilities, margin, k_max, seeds, order=order, frugal=frugal)
         models = self.run.experts

@@ -105,6 +105,11 @@ class RouterConfig(_Strict):
     frugal_cost_weight: float = Field(
         0.1, ge=0, description="router_frugal: its cheaper experts are the best by p - this x USD per 1,000 questions"
     )
+    frugal_order: Literal["cheaper", "likely"] = Field(
+        "cheaper",
+        description="router_frugal: 'cheaper' experts before the most likely one, or the frugal_k_max most "
+        "'likely' ones asked cheapest first under router_cascade's stopping rule",
+    )
 
 
 class AggregatorConfig(_Strict):

@@ -11,7 +11,9 @@ pool model is to answer correctly (`routing/`); these methods spend expert calls
 - `router_frugal` (issue 18): a cost-aware cascade: per question up to `router.frugal_k_max` - 1
   cheaper models (the best by p - `router.frugal_cost_weight` x cost), cheapest first, then the
   most likely model (`routing.cost.frugal_order`), until the weighted margin reaches
-  `router.frugal_margin`; a question that never gets there takes the last expert's answer.
+  `router.frugal_margin`; a question that never gets there takes the last expert's answer. With
+  `router.frugal_order = "likely"`: the `frugal_k_max` most likely models, cheapest first, under
+  router_cascade's stopping rule and weighted vote (`frugal_rule`).
 With `router.cost_weight` (lambda) the experts of the first two are ranked by p - lambda x
 expected cost (USD per 1,000 questions); with `router.budget` no question's calls may cost more
 than the budget (each model's largest validation call counted in advance).
@@ -91,11 +93,18 @@ def plan_order(
         costs.check_budget(budget)
     if method == "router_frugal":
         weights = weights_for(probabilities, [q.n_options for q in questions])
-        return frugal_plan(probabilities, weights, costs, budgets, cfg.frugal_k_max, cfg.frugal_cost_weight)
+        likely = cfg.frugal_order == "likely"
+        return frugal_plan(probabilities, weights, costs, budgets, cfg.frugal_k_max, cfg.frugal_cost_weight, likely)
     width = k or {"router_single": 1, "router_cascade": cfg.k_max}.get(method, run.config.recruit.k)
     # the cost weight is router_single's and router_vote's; the best-first cascade only keeps to budgets
     cost_weight = 0.0 if method == "router_cascade" else cfg.cost_weight
     return expert_order(probabilities, costs, cost_weight, budgets, width)
+
+
+def frugal_rule(run: Run, method: str) -> bool:
+    """Whether a cascade stops by the frugal rule (margin only, else the last answer): router_frugal's
+    "cheaper" order; its "likely" order and router_cascade use the best-first rule."""
+    return method == "router_frugal" and run.config.router.frugal_order == "cheaper"
 
 
 def route_cascade(
@@ -182,4 +191,5 @@ def router_frugal(run: Run, seed: int):
     cfg = run.config.router
     probabilities = fit.predict_scored(run)
     order = plan_order(run, "router_frugal", probabilities, run.test)
-    return route_cascade(run, run.test, probabilities, cfg.frugal_margin, cfg.frugal_k_max, seed, order, True)
+    frugal = frugal_rule(run, "router_frugal")
+    return route_cascade(run, run.test, probabilities, cfg.frugal_margin, cfg.frugal_k_max, seed, order, frugal)

@@ -11,13 +11,15 @@ question never spends more than its budget on questions like the labelled ones.
 questions: a model is ranked by p - lambda * 1000 * cost, so lambda = 0.01 means one more dollar
 per 1,000 questions must buy at least one point of predicted accuracy.
 
-Frugal order (`frugal_order`): per question, the most likely model comes last; before it, up to
+Frugal order (`frugal_order`, the default "cheaper"): per question, the most likely model comes last; before it, up to
 `k_max - 1` cheaper models, the best by p - `frugal_cost_weight` x cost, asked cheapest first. A
 cascade over that order asks cheap experts first and escalates to the strong, dear one only when
 they are not confident enough. A cheap model less likely right than another cheap one still earns
 its place as a second opinion (their agreement is the signal), which a cost/accuracy frontier of
 the models would drop: on both replay pools' validation splits the frontier order reached the best
-model's accuracy only at its full price.
+model's accuracy only at its full price. The "likely" order (`likely_cheapest_first`) asks
+router_cascade's own experts, the k_max most likely, cheapest first, under the cascade's stopping
+rule: on small16's validation split it reached router_cascade's accuracy at 76% of its cost.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError
+from .decide import top_k
 
 PER = 1000.0  # cost_weight reads costs in USD per 1,000 questions
 NONE = -1  # an order's padding: no further model for that question
@@ -127,6 +130,14 @@ def frugal_order(
     return out
 
 
+def likely_cheapest_first(probabilities: np.ndarray, expected: np.ndarray, k_max: int) -> np.ndarray:
+    """Per question, the k_max most likely models (router_cascade's experts), cheapest first
+    (ties: the more likely)."""
+    p = np.asarray(probabilities, dtype=float)
+    cost = np.broadcast_to(np.asarray(expected, dtype=float), p.shape)
+    return np.array([row[np.lexsort((-p[q, row], cost[q, row]))] for q, row in enumerate(top_k(p, k_max))])
+
+
 def expert_order(
     probabilities: np.ndarray, costs: Costs | None, cost_weight: float, budget: Budget, k: int
 ) -> np.ndarray:
@@ -140,13 +151,22 @@ def expert_order(
 
 
 def frugal_plan(
-    probabilities: np.ndarray, weights: np.ndarray, costs: Costs, budget: Budget, k_max: int, cost_weight: float
+    probabilities: np.ndarray,
+    weights: np.ndarray,
+    costs: Costs,
+    budget: Budget,
+    k_max: int,
+    cost_weight: float,
+    likely: bool = False,
 ) -> np.ndarray:
-    """`router_frugal`'s order per question: the frontier of the models whose call fits the budget
-    (`frugal_order`), cheapest first, cut where the budget ends."""
+    """`router_frugal`'s order per question among the models whose call fits the budget
+    (`frugal_order`, or `likely_cheapest_first` with `likely`), cut where the budget ends."""
     budgets = per_question(budget, len(probabilities))
     limit = np.array([np.inf if b is None else b * (1 + 1e-9) for b in budgets])[:, None]
     fits = costs.cap[None, :] <= limit
     p = np.where(fits, probabilities, 0.0)  # a model whose call never fits is never asked
-    order = frugal_order(p, costs.mean, np.where(fits, weights, 0.0), k_max, cost_weight)
+    if likely:
+        order = likely_cheapest_first(p, costs.mean, k_max)
+    else:
+        order = frugal_order(p, costs.mean, np.where(fits, weights, 0.0), k_max, cost_weight)
     return affordable(order, costs.cap, budgets, k_max)
