@@ -258,18 +258,23 @@ def load_config(
     """Read a run TOML, apply `--set` overrides, then `values` ({dotted key: Python value}, the
     Python API's overrides), and `--out`; errors name the file and field."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    raw = _read_toml(path, f"{path}: config file not found")
     raw = apply_overrides(raw, overrides or [])
     for dotted, value in (values or {}).items():
         set_dotted(raw, dotted, value, what="override")
     if out is not None:
         raw["out"] = str(out)
     return parse_config(raw, source=str(path), base_dir=path.parent)
+
+
+def _read_toml(path: Path, missing: str) -> dict[str, Any]:
+    """A TOML file's contents; `missing` is the error line when the file is not there."""
+    try:
+        return tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(missing) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
 def parse_config(raw: dict[str, Any], source: str = "<config>", base_dir: Path | None = None) -> RunConfig:
@@ -291,12 +296,7 @@ def parse_config(raw: dict[str, Any], source: str = "<config>", base_dir: Path |
 def _read_prices(path: Path) -> dict[str, dict[str, Any]]:
     """A price table: `[prices."<model>"]` entries, each checked as a Price (errors name the file
     and model)."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"prices: price table not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    raw = _read_toml(path, f"prices: price table not found: {path}")
     unknown = sorted(set(raw) - {"prices"})
     table = raw.get("prices")
     if unknown or not isinstance(table, dict):
