@@ -38,6 +38,10 @@ text and is not counted; a stop string cuts the text (finish "stop"); the token 
 rejects the system role gets it merged into the first user turn, and a tokenizer without one gets
 the llama_cpp engine's plain "User: ...\\nAssistant:" prompt (same helpers, same stop).
 
+Structured generation: settings with a `json_schema` mask each step's logits to the tokens that
+keep the text a prefix of matching JSON (lm-format-enforcer; json_constraint.py says why that
+library), before the same sampling.
+
 White-box (ETR): `hidden_states` gives final-norm states (the base model's last_hidden_state),
 `head()` the output matrix W_V, so W_V @ h are the model's logits. transformers_whitebox.py puts
 ETR's MetaLM on this backend (a `transformers:` prefix on the meta model reference selects it).
@@ -65,6 +69,7 @@ from ..errors import EngineError
 from ..types import ChatRequest, Completion, GenerationSettings, Message
 from .base import EngineOptions, TimedEngine, file_identity
 from .embedded import is_embedded, resolve_gguf
+from .json_constraint import SchemaConstraint, tokenizer_index
 from .llama_cpp import PLAIN_STOP, merge_system, render_plain, with_system_prompt
 
 INSTALL = "pip install 'transformers>=5,<6' 'accelerate>=1.1' (both are symbolic-moe base dependencies)"
@@ -169,6 +174,7 @@ class TransformersEngine(TimedEngine):
     kind: str = "transformers"
     net: Any = field(default=None, init=False, repr=False)  # the PreTrainedModel
     tokenizer: Any = field(default=None, init=False, repr=False)
+    _schema_index: Any = field(default=None, init=False, repr=False)  # json_constraint.tokenizer_index
     _cache_arg: str = field(default="past_key_values", init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -218,6 +224,7 @@ class TransformersEngine(TimedEngine):
         with self._lock:
             self.net = None
             self.tokenizer = None
+            self._schema_index = None
             self.__dict__.pop("end_ids", None)
             gc.collect()  # the model's tensors go now, not at some later collection
             _trim_heap()
@@ -332,12 +339,14 @@ class TransformersEngine(TimedEngine):
         position = positions[:, -1:].to(device) + 1
         live = list(range(len(rows)))
         stop = tuple(settings.stop) + (PLAIN_STOP if self.plain else ())
+        constraint = self._constraint(settings)
         while True:
             rows_logits = logits.float().cpu()
             picks, keep = [], []
             for j, r in enumerate(live):
                 row = rows[r]
-                token = pick_token(rows_logits[j], settings.temperature, settings.top_p, row.generator)
+                row_logits = constraint.mask(rows_logits[j], row.prompt + row.tokens) if constraint else rows_logits[j]
+                token = pick_token(row_logits, settings.temperature, settings.top_p, row.generator)
                 finish = self._advance(row, token, stop)
                 if finish is None:
                     picks.append(token)
@@ -359,6 +368,14 @@ class TransformersEngine(TimedEngine):
                 **{self._cache_arg: cache},
             )
             cache, logits, position = cache_of(out), out.logits[:, -1, :], position + 1
+
+    def _constraint(self, settings: GenerationSettings) -> SchemaConstraint | None:
+        """The JSON-schema mask for these settings (json_constraint.py), or None for free text."""
+        if settings.json_schema is None:
+            return None
+        if self._schema_index is None:
+            self._schema_index = tokenizer_index(self.tokenizer)
+        return SchemaConstraint(self._schema_index, settings.json_schema, self.model, self.end_ids)
 
     def _forward(self, **inputs: Any) -> Any:
         # Inference mode per call, never across a `yield` (it is thread state the caller would inherit).
