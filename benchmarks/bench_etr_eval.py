@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from symbolic_moe.app.etr_mmlu_expert import mmlu_expert
 from symbolic_moe.config import default_data_dir
-from symbolic_moe.etr.evaluate import mmlu_expert
 from symbolic_moe.etr.train import TrainConfig
 
 

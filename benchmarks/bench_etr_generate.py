@@ -15,10 +15,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from symbolic_moe.app.etr_mmlu_expert import DOMAINS, expert_suffix
 from symbolic_moe.config import default_data_dir
 from symbolic_moe.etr.api import labelled_query_sets, train_plugins
 from symbolic_moe.etr.data import query_messages, read_questions, split_by_group, take_per_group
-from symbolic_moe.etr.evaluate import DOMAINS, expert_suffix
 from symbolic_moe.etr.routing import PromptExpert, etr_generate
 from symbolic_moe.etr.train import TrainConfig
 from symbolic_moe.etr.whitebox import MetaLM

@@ -42,7 +42,7 @@ def main() -> None:
         states = lm.hidden(tokens, all_positions=True)
         own = np.stack(
             [
-                np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(lm.llm._ctx.ctx, i), shape=(len(lm.head),))
+                np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(lm.backend.llm._ctx.ctx, i), shape=(len(lm.head),))
                 for i in range(len(tokens))
             ]
         )

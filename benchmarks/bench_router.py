@@ -30,8 +30,8 @@ import router_cv
 from bench_common import RESULTS, ROOT, machine
 from bench_routing_replay import CONFIGS, WEIGHTINGS, cross_validate, run_methods, skill_settings
 
+from symbolic_moe import router_fit
 from symbolic_moe.config import load_config
-from symbolic_moe.routing import fit as router_fit
 from symbolic_moe.run import Run
 
 SEEDS = [0, 1, 2]

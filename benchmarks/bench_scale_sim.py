@@ -6,7 +6,7 @@ Symbolic-MoE batched vs MoA; plus prefetch and residency (beyond the paper).
         [--rows all] [--executor local|ray]
 
 Every model is a `simulated` engine charging time from the cost table `a6000_vllm` (packaged,
-src/symbolic_moe/sim/a6000_vllm.toml, with its sources). The REAL scheduler runs the jobs the
+src/symbolic_moe/engines/sim/a6000_vllm.toml, with its sources). The REAL scheduler runs the jobs the
 methods build (the project's run_experts / llm_aggregate / MoA rounds) on the real GPQA test
 questions; engines sleep the charged time divided by --time-scale, and every figure here is the
 measured wall time multiplied back by it: SIMULATED seconds, not a measurement of any GPU.

@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from symbolic_moe import router_fit
 from symbolic_moe.grading import answer_key
 from symbolic_moe.routing import PREDICTORS, brier
-from symbolic_moe.routing import fit as router_fit
 from symbolic_moe.routing.select import Replay, out_of_fold
 from symbolic_moe.run import Run
 
@@ -42,7 +42,7 @@ def validation_data(run: Run):
     replay = Replay(
         answers=[[answer_key(outputs[m].get(q.id), q) for m in run.experts] for q in questions],
         gold=[q.answer for q in questions],
-        options=[len(q.choices) if q.choices else None for q in questions],
+        options=[q.n_options for q in questions],
     )
     return signals, correct, replay
 

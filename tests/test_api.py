@@ -141,8 +141,8 @@ def test_readme_example_runs_as_written(embedded_demo_dir):
 def test_router_methods_answer_new_questions_like_the_registered_methods(mixture, method):
     """`Mixture(run, method)` (what `smoe serve --method` uses) routes each question as the
     registered method does on a test split: the same experts, the same final answer."""
+    from symbolic_moe import router_fit as fit
     from symbolic_moe.methods.router import route_cascade, route_vote
-    from symbolic_moe.routing import fit
 
     run = mixture.run
     routed = Mixture(run, method)

@@ -9,14 +9,9 @@ import pytest
 
 from symbolic_moe.engines import Engine, create_engine
 from symbolic_moe.engines import embedded as embedded_mod
+from symbolic_moe.engines.chat_template import chat_template_for, merge_system, render_plain, with_system_prompt
 from symbolic_moe.engines.embedded import resolve_gguf
-from symbolic_moe.engines.llama_cpp import (
-    LlamaCppEngine,
-    chat_template_for,
-    merge_system,
-    render_plain,
-    with_system_prompt,
-)
+from symbolic_moe.engines.llama_cpp import LlamaCppEngine
 from symbolic_moe.errors import ConfigError, EngineError
 from symbolic_moe.types import ChatRequest, GenerationSettings
 

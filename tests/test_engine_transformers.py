@@ -15,8 +15,9 @@ import pytest
 
 from symbolic_moe.config import load_config
 from symbolic_moe.engines import create_engine, engine_options
+from symbolic_moe.engines.llama_whitebox import LlamaWhiteBox
 from symbolic_moe.engines.transformers import TransformersEngine, TransformersOptions
-from symbolic_moe.engines.transformers_whitebox import TransformersMetaLM
+from symbolic_moe.engines.transformers_whitebox import TransformersWhiteBox
 from symbolic_moe.errors import ConfigError, EngineError
 from symbolic_moe.etr.whitebox import MetaLM
 from symbolic_moe.scheduler import Job, ModelPool, Scheduler
@@ -144,10 +145,10 @@ def test_hidden_states_and_head_give_the_models_logits(smol: TransformersEngine)
 
 
 def test_meta_lm_on_the_transformers_backend(smol: TransformersEngine) -> None:
-    chosen = MetaLM("transformers:" + SMOL, n_ctx=512)
-    assert isinstance(chosen, TransformersMetaLM) and chosen.backend_ref == SMOL
-    assert type(MetaLM(SMOL)) is MetaLM  # the llama.cpp path is unchanged
-    lm = TransformersMetaLM.on_engine(smol, n_ctx=512)
+    chosen = MetaLM("transformers:" + SMOL, n_ctx=512).backend
+    assert isinstance(chosen, TransformersWhiteBox) and chosen.backend_ref == SMOL
+    assert isinstance(MetaLM(SMOL).backend, LlamaWhiteBox)  # the llama.cpp path is unchanged
+    lm = MetaLM.wrap(TransformersWhiteBox.on_engine(smol, n_ctx=512))
     assert lm.model_id.startswith("transformers:") and lm.model_id != MetaLM(SMOL).model_id
     chat = [{"role": "user", "content": "What is the capital of France?"}]
     prompt = lm.prompt_tokens(chat)

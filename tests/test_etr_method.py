@@ -41,8 +41,10 @@ def test_bad_router_settings_name_the_setting(options, message) -> None:
     from symbolic_moe.methods.etr import router_settings
 
     raw = {"pool": {"a": {"engine": "replay", "model": "x.jsonl.gz"}}, "method_options": {"etr": options}}
+    from symbolic_moe.methods import check_config
+
     with pytest.raises(ConfigError, match=re.escape(message)):
-        parse_config(raw)  # checked when the config loads, before any generation
+        check_config(parse_config(raw))  # the methods layer checks it, before any generation
     good = router_settings(Run(parse_config({**raw, "method_options": {"etr": {"size": 100, "lr": 0.002}}})))
     assert good.size == 100 and good.train.lr == 0.002 and good.train.epochs == 5
 

@@ -33,7 +33,7 @@ def test_hidden_states_head_and_agreement_with_llama_logits(lm: MetaLM) -> None:
     assert states.shape == (len(tokens), 576) and lm.head.shape == (49152, 576)
     own = np.stack(
         [
-            np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(lm.llm._ctx.ctx, i), shape=(49152,))
+            np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(lm.backend.llm._ctx.ctx, i), shape=(49152,))
             for i in range(len(tokens))
         ]
     )

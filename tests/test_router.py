@@ -9,7 +9,8 @@ import pytest
 from symbolic_moe.config import parse_config
 from symbolic_moe.errors import ConfigError
 from symbolic_moe.routing import PREDICTORS, Signals, brier
-from symbolic_moe.routing.decide import cascade, leader, log_odds_weight, margin, ranking, should_stop, tally
+from symbolic_moe.routing.decide import cascade, log_odds_weight, ranking, should_stop
+from symbolic_moe.voting import leader, margin, tally
 
 # 4 labelled questions, 2 models; A is right on the math questions, B on the law ones
 GROUPS = [["category:math"], ["category:math"], ["category:law"], ["category:law"]]

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from symbolic_moe import router_fit
 from symbolic_moe.config import default_data_dir, parse_config
 from symbolic_moe.errors import ConfigError
 from symbolic_moe.methods import run_method
-from symbolic_moe.routing import fit as router_fit
 from symbolic_moe.run import Run
 
 DATA = default_data_dir()

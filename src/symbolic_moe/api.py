@@ -4,10 +4,11 @@
 The steps are the ones `smoe run` takes on a test question, and `smoe serve` answers through this
 module: skills from the keyword LLM (or a dataset field) -> mapped onto the profile vocabulary
 (MiniLM) -> k experts recruited -> experts run, batched per model -> optional discussion ->
-aggregation (`inference.pipeline.synthesize`). Two differences follow from questions arriving
+aggregation (`pipeline.synthesize`). Two differences follow from questions arriving
 one by one instead of as a test split:
-- recruitment draws each question's experts from an RNG seeded by its seed and id
-  (`recruit.recruit_each`), so an answer never depends on what else is asked with it, and skips
+- recruitment (`Run.recruit`, the one `smoe run` uses, with the config's weighting and
+  temperature) draws each question's experts from an RNG seeded by its seed and id
+  (`recruit.question_rng`), so an answer never depends on what else is asked with it, and skips
   the 5% trimming (a statistic over a whole test set);
 - keywords are filtered per question (the `global` filter would count over whatever else is asked).
 With `method` one of the learned routers (`router_single`, `router_vote`, `router_cascade`; issue
@@ -22,118 +23,40 @@ whitespace) is that question: its id, options and fields, so stored generations,
 
 from __future__ import annotations
 
-import hashlib
-import re
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydantic import BaseModel, computed_field
+import numpy as np
 
+from . import router_fit
+from .answers import Answer, ExpertAnswer, Request, Usage, last_user_message, normal_text, question_from_text
 from .config import load_config
 from .errors import ConfigError, EngineError
 from .grading import extract_answer
-from .inference.pipeline import Synthesis, cascade_experts, synthesize
-from .inference.recruit import Recruitment, recruit_each
+from .inference.recruit import Recruitment, question_rng
+from .methods import check_config
+from .pipeline import Synthesis, cascade_experts, routed_plan, synthesize
 from .preprocess import keywords
+from .routing.base import Signals, groups_of
+from .run import Run
 from .types import Completion, Question
+from .voting import answer_as_text
 
-if TYPE_CHECKING:
-    from .run import Run
+__all__ = [
+    "METHODS",
+    "Answer",
+    "ExpertAnswer",
+    "Mixture",
+    "Request",
+    "Usage",
+    "last_user_message",
+    "question_from_text",
+]
 
-_OPTION = re.compile(r"\(([A-J])\)")
 METHODS = ("symbolic_moe", "router_single", "router_vote", "router_cascade")  # what a Mixture answers with
-
-
-class Usage(BaseModel):
-    """Generations one answer used (stored ones included: they are what the answer cost)."""
-
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @computed_field
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @classmethod
-    def of(cls, completions: Iterable[Completion]) -> Usage:
-        done = list(completions)
-        return cls(
-            calls=len(done),
-            prompt_tokens=sum(c.prompt_tokens for c in done),
-            completion_tokens=sum(c.completion_tokens for c in done),
-        )
-
-
-class ExpertAnswer(BaseModel):
-    model: str
-    text: str | None  # the expert's full answer (after the discussion round, when there is one)
-    answer: str | None  # the answer extracted from it (option letter or math answer)
-
-
-class Answer(BaseModel):
-    """The mixture's answer to one question."""
-
-    question: Question
-    text: str | None  # the final answer text (the aggregator's, or "The answer is (X)" for a vote)
-    answer: str | None  # the final answer extracted: an option letter or a math answer
-    experts: list[str]
-    skills: list[str]  # the question's skills, mapped onto the profile vocabulary
-    expert_answers: list[ExpertAnswer]
-    aggregator: str  # the aggregator model, or "majority" / "weighted"
-    seed: int
-    usage: Usage
-    steps: dict[str, Usage]  # usage per step: keywords, experts, discussion, aggregator
-
-
-@dataclass(frozen=True)
-class Request:
-    """One question to answer, with its own seed and (LLM aggregator) settings."""
-
-    question: Question
-    seed: int
-    max_tokens: int | None = None
-    temperature: float | None = None
-
-    @property
-    def key(self) -> tuple:
-        """Requests with equal keys have equal answers (every generation is seeded and stored)."""
-        return (self.question.id, self.question.question, self.seed, self.max_tokens, self.temperature)
-
-    def aggregator_settings(self) -> dict[str, Any]:
-        given = {"max_tokens": self.max_tokens, "temperature": self.temperature}
-        return {name: value for name, value in given.items() if value is not None}
-
-
-def question_from_text(text: str) -> Question:
-    """A free-text question; lettered options "(A) ... (B) ..." make it multiple choice. Its id is
-    a hash of the text, so equal texts are the same question (same stored generations)."""
-    letters = sorted(set(_OPTION.findall(text)))
-    qid = "ask-" + hashlib.sha256(text.encode()).hexdigest()[:16]
-    return Question(id=qid, question=text, answer="", choices=letters if len(letters) >= 2 else None)
-
-
-def _normal(text: str) -> str:
-    return " ".join(text.split())
-
-
-def last_user_message(messages: Sequence[Mapping[str, Any]]) -> str:
-    """The text of the last user message (text parts of a multi-part content joined)."""
-    for message in reversed(messages):
-        if message.get("role") != "user":
-            continue
-        content = message.get("content")
-        if isinstance(content, list):
-            parts = [p for p in content if isinstance(p, Mapping) and p.get("type") == "text"]
-            content = "\n".join(str(p.get("text", "")) for p in parts)
-        if isinstance(content, str) and content.strip():
-            return content
-    raise ValueError("messages: no user message with text to answer")
 
 
 def _flatten(overrides: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -164,9 +87,9 @@ class Mixture:
         """A mixture from a run config (TOML). `overrides` are applied like `--set`: dotted keys
         (`**{"recruit.k": 2}`) or nested keyword arguments (`recruit={"k": 2}`), merged key by key.
         `method`: one of METHODS (Symbolic-MoE recruitment, or a learned router)."""
-        from .run import Run
-
-        return cls(Run(load_config(path, values=_flatten(overrides)), data_dir), method)
+        config = load_config(path, values=_flatten(overrides))
+        check_config(config, str(path))
+        return cls(Run(config, data_dir), method)
 
     def prepare(self) -> None:
         """Profiles (and the aggregator choice when an LLM aggregates): computed once, from the
@@ -176,9 +99,7 @@ class Mixture:
                 return
             self.run.profiles()
             if self.method != "symbolic_moe":
-                from .routing import fit
-
-                fit.fitted(self.run)  # labels from the stored validation outputs, embeddings
+                router_fit.fitted(self.run)  # labels from the stored validation outputs, embeddings
             if self.run.config.aggregator.method == "llm" and self.method in ("symbolic_moe", "router_vote"):
                 self.run.aggregator()
             _ = self._known  # the benchmark's questions, read now rather than on a first request
@@ -189,14 +110,14 @@ class Mixture:
         """The benchmark's questions by (whitespace-normalised) text; test first, then validation."""
         known: dict[str, Question] = {}
         for q in [*self.run.test, *self.run.validation]:
-            known.setdefault(_normal(q.question), q)
+            known.setdefault(normal_text(q.question), q)
         return known
 
     def question(self, item: str | Question) -> Question:
         """`item` as a Question: a benchmark question when its text is one, else a new one."""
         if isinstance(item, Question):
             return item
-        return self._known.get(_normal(item)) or question_from_text(item)
+        return self._known.get(normal_text(item)) or question_from_text(item)
 
     def answer(
         self,
@@ -267,54 +188,37 @@ class Mixture:
             plan = self._routed_plan(questions, mapped)
             aggregation = "llm" if self.method == "router_vote" and cfg.aggregator.method == "llm" else "weighted"
             return self._answers(requests, mapped, keyword_generations, plan, aggregation, discussion=False)
-        plan = recruit_each(
+        plan = run.recruit(
             [q.id for q in questions],
             [mapped[q.id] for q in questions],
-            run.profiles()["profiles"],
-            run.experts,
-            [r.seed for r in requests],
-            k=cfg.recruit.k,
-            weighting=cfg.recruit.weighting,
-            temperature=cfg.recruit.temperature,
+            cfg.seed,
+            rng=[question_rng(r.seed, q.id) for r, q in zip(requests, questions, strict=True)],
+            trim_share=0.0,  # the 5% rule is a statistic over a whole test set, not one question
         )
-        return self._answers(
+        answers = self._answers(
             requests, mapped, keyword_generations, plan, cfg.aggregator.method, cfg.aggregator.discussion
         )
+        for answer, row in zip(answers, plan.probabilities, strict=True):
+            answer.recruitment = {m: float(p) for m, p in zip(plan.models, row, strict=True)}
+        return answers
 
     def _probabilities(self, questions: list[Question], mapped: dict[str, list[str]]) -> Any:
         """Each pool model's predicted correctness on `questions` (the fitted router, the skills
         the keyword step gave them)."""
-        import numpy as np
-
-        from .routing import fit
-        from .routing.base import Signals
-
-        embeddings = fit.question_embedder(self.run).embed([q.question for q in questions])
-        signals = Signals(np.asarray(embeddings, dtype=np.float64), fit.groups_of(questions, mapped))
-        return fit.fitted(self.run).predict(signals)
+        embeddings = router_fit.question_embedder(self.run).embed([q.question for q in questions])
+        signals = Signals(np.asarray(embeddings, dtype=np.float64), groups_of(questions, mapped))
+        return router_fit.fitted(self.run).predict(signals)
 
     def _routed_plan(self, questions: list[Question], mapped: dict[str, list[str]]) -> Recruitment:
         """The k (1 for router_single) most likely correct models; their log-odds vote weights
         stand where a recruitment keeps its probabilities, so a weighted vote counts them."""
-        from .routing.decide import ranking, weights_for
-
-        probabilities = self._probabilities(questions, mapped)
-        k = 1 if self.method == "router_single" else min(self.run.config.recruit.k, len(self.run.experts))
-        order = ranking(probabilities)[:, :k]
-        options = [len(q.choices) if q.choices else None for q in questions]
-        return Recruitment(
-            models=self.run.experts,
-            question_ids=[q.id for q in questions],
-            experts=[[self.run.experts[m] for m in row] for row in order],
-            probabilities=weights_for(probabilities, options),
-        )
+        k = 1 if self.method == "router_single" else self.run.config.recruit.k
+        return routed_plan(self.run, questions, self._probabilities(questions, mapped), k)
 
     def _cascade(
         self, requests: list[Request], mapped: dict[str, list[str]], keyword_generations: dict[str, list[Completion]]
     ) -> list[Answer]:
         """router_cascade: best-first until the weighted margin passes `router.margin`."""
-        from .inference.aggregate import answer_as_text
-
         questions = [r.question for r in requests]
         cfg = self.run.config.router
         probabilities = self._probabilities(questions, mapped)
@@ -338,7 +242,7 @@ class Mixture:
         aggregation: str,
         discussion: bool,
     ) -> list[Answer]:
-        """The recruited experts answer, then aggregation (inference.pipeline.synthesize)."""
+        """The recruited experts answer, then aggregation (pipeline.synthesize)."""
         result = synthesize(
             self.run,
             [r.question for r in requests],

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .engines import engine_options
 from .errors import ConfigError
 from .types import GenerationSettings
 
@@ -266,19 +267,18 @@ def load_config(
 
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
     """A validated RunConfig: the schema, every model's engine options (against its engine's
-    Options), and every method's options (against the method's options model)."""
+    Options). Method names and options are the methods layer's to check (`methods.check_config`)."""
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_first_error(exc)}") from None
+        raise ConfigError(f"{source}: {first_error(exc)}") from None
     for section, models in (("pool", config.pool), ("models", config.models)):
         for name, spec in models.items():
             _check_engine_options(source, f"{section}.{name}", spec)
-    _check_method_options(source, config.method_options)
     return config
 
 
-def _first_error(exc: ValidationError, prefix: str = "", unknown: str = "unknown key") -> str:
+def first_error(exc: ValidationError, prefix: str = "", unknown: str = "unknown key") -> str:
     """pydantic's first error as `dotted.field: message (and N more)`."""
     first = exc.errors()[0]
     where = prefix + ".".join(str(p) for p in first["loc"]) or "(top level)"
@@ -289,8 +289,6 @@ def _first_error(exc: ValidationError, prefix: str = "", unknown: str = "unknown
 
 def _check_engine_options(source: str, where: str, spec: ModelSpec) -> None:
     """A misspelt or mistyped engine option fails here, before anything loads."""
-    from .engines import engine_options
-
     try:
         options_cls = engine_options(spec.engine)
     except ConfigError as exc:
@@ -298,19 +296,4 @@ def _check_engine_options(source: str, where: str, spec: ModelSpec) -> None:
     try:
         options_cls.model_validate(spec.options)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_first_error(exc, f'{where}.options.', 'unknown option')}") from None
-
-
-def _check_method_options(source: str, method_options: dict[str, dict[str, Any]]) -> None:
-    """`[method_options.<method>]` tables against each method's typed options (extra keys forbidden)."""
-    from .methods.options import options_model
-
-    for method, values in method_options.items():
-        try:
-            model = options_model(method)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: method_options.{method}: {exc}") from None
-        try:
-            model.model_validate(values)
-        except ValidationError as exc:
-            raise ConfigError(f"{source}: {_first_error(exc, f'method_options.{method}.')}") from None
+        raise ConfigError(f"{source}: {first_error(exc, f'{where}.options.', 'unknown option')}") from None

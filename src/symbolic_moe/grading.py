@@ -199,6 +199,7 @@ def _parse(answer: str) -> list[Any]:
     if len(answer) > _MAX_SYMBOLIC_CHARS:
         return []
     try:
+        # heavy: math-verify (and sympy) load only for math answers
         from math_verify import parse
 
         return list(parse(f"\\boxed{{{answer}}}", parsing_timeout=_timeout()))  # type: ignore[arg-type]
@@ -215,6 +216,7 @@ def _too_costly(value: Any) -> bool:
     huge factorial). Off the main thread nothing would stop it, so such answers are compared as
     strings only. Parsing keeps them unevaluated, so this walk itself is cheap."""
     try:
+        # heavy: sympy loads only for math answers
         import sympy
 
         if not isinstance(value, sympy.Basic):
@@ -241,6 +243,7 @@ def math_equal(gold: str, predicted: str) -> bool:
     if not parsed_gold or not parsed_pred or any(_too_costly(v) for v in (*parsed_gold, *parsed_pred)):
         return False
     try:
+        # heavy: math-verify (and sympy) load only for math answers
         from math_verify import verify
 
         return bool(verify(parsed_gold, parsed_pred, timeout_seconds=_timeout()))
@@ -257,6 +260,7 @@ def math_key(answer: str) -> str:
     parsed = _parse(answer)
     if parsed and not isinstance(parsed[0], str) and not _too_costly(parsed[0]):
         try:
+            # heavy: sympy loads only for math answers
             import sympy
 
             value = parsed[0]

@@ -15,6 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .config import RunConfig, resolve_data_dir
 from .data import load_split
 from .executors import make_executor
@@ -70,15 +72,12 @@ class Run:
         questions = load_split(b.path, b.test, self.data_dir)[:: b.stride]
         return questions[: b.limit] if b.limit else questions
 
-    def check(self, methods: Sequence[str] = ()) -> None:
-        """Everything that can be checked before the first generation, each failing with one
-        clear line: the method names, both splits (a malformed test line fails now, not after
-        the validation preprocessing), and every model's engine and model file (`identity()`
-        builds each engine, which validates its options, and finds its GGUF or recording)."""
-        from .methods import method_spec
-
-        for name in methods:
-            method_spec(name)
+    def check(self) -> None:
+        """Everything about the run's data and models that can be checked before the first
+        generation, each failing with one clear line: both splits (a malformed test line fails now,
+        not after the validation preprocessing) and every model's engine and model file
+        (`identity()` builds each engine, which validates its options, and finds its GGUF or
+        recording). Method names and options are the methods layer's (`methods.check_config`)."""
         self.config.check_references()
         _ = self.validation, self.test
         self.scheduler.identities()
@@ -250,8 +249,16 @@ class Run:
         path.write_text(json.dumps(plan.to_json(), indent=1))
         return plan
 
-    def recruit(self, question_ids: list[str], mapped: list[list[str]], seed: int, **overrides: Any) -> Recruitment:
-        """Recruit experts for any questions from their mapped keywords."""
+    def recruit(
+        self,
+        question_ids: list[str],
+        mapped: list[list[str]],
+        seed: int,
+        rng: Sequence[np.random.Generator] | None = None,
+        **overrides: Any,
+    ) -> Recruitment:
+        """Recruit experts for any questions from their mapped keywords, with the config's recruit
+        settings (`overrides` replace some); `rng`: one generator per question (serving)."""
         cfg = self.config.recruit.model_copy(update=overrides)
         return recruit(
             question_ids,
@@ -263,6 +270,7 @@ class Run:
             temperature=cfg.temperature,
             trim_share=cfg.trim_share,
             seed=seed,
+            rng=rng,
         )
 
     def expert_outputs(

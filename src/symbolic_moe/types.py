@@ -25,6 +25,11 @@ class Question(BaseModel):
     def is_math(self) -> bool:
         return not self.choices
 
+    @property
+    def n_options(self) -> int | None:
+        """How many options a multiple-choice question offers (None: an open answer)."""
+        return len(self.choices) if self.choices else None
+
     def field(self, name: str) -> Any:
         """A named field, looking in `extra` for the ones without their own attribute."""
         if name in type(self).model_fields:

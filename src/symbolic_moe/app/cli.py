@@ -38,11 +38,16 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="recruitment/generat
 
 
 def open_run(config: Path, sets: list[str] | None, out: Path | None, data_dir: Path | None, methods=()):
-    """The run of a config, checked (config, both splits, models, `methods`) before any generation."""
+    """The run of a config, checked (config, method options, `methods`, both splits, models) before
+    any generation."""
+    # CLI start-up: the methods and the run (numpy, engines' registry) load only when a command runs
+    from ..methods import check_config
     from ..run import Run
 
-    run = Run(load_config(config, sets or [], out), data_dir)
-    run.check(methods)
+    loaded = load_config(config, sets or [], out)
+    check_config(loaded, str(config), methods)
+    run = Run(loaded, data_dir)
+    run.check()
     return run
 
 
@@ -173,14 +178,20 @@ def run_all(
 
 
 def _evaluate(config, sets, out, data_dir, methods, seed, seeds=None) -> None:
+    # CLI start-up: loaded when a command runs, not for `smoe --help`
+    from ..methods import check_config
+
+    # CLI start-up: the report loads matplotlib
     from .report import evaluate as evaluate_methods
     from .report import print_summary
+
+    # CLI start-up: the report loads matplotlib
     from .report.html import write_report
 
     run = open_run(config, sets, out, data_dir)
     seeds = seeds or [run.config.seed if seed is None else seed]
     methods = methods or run.config.methods
-    run.check(methods)  # the splits and models are checked already; this adds the method names
+    check_config(run.config, str(config), methods)  # the config's methods, now that they are known
     summary = evaluate_methods(run, methods, seeds)
     print_summary(summary)
     console.print(f"wrote {run.out / 'results.json'} and {write_report(run.out)}")
@@ -202,6 +213,7 @@ def report(
     methods: Annotated[str | None, typer.Option(help="comma-separated methods to show (default: all)")] = None,
 ) -> None:
     """One self-contained HTML report (tables, figures inline) of a run, a comparison or an ETR evaluation."""
+    # CLI start-up: the report loads matplotlib
     from .report.html import write_report
 
     selected = [m.strip() for m in methods.split(",") if m.strip()] if methods else None
@@ -232,6 +244,7 @@ def serve(
     ] = "symbolic_moe",
 ) -> None:
     """Serve the mixture as one model behind an OpenAI-compatible /v1/chat/completions."""
+    # CLI start-up: the web server loads only for `smoe serve`
     import uvicorn
 
     from ..api import Mixture
@@ -255,7 +268,10 @@ def compare_methods(
     data_dir: DataOpt = None,
 ) -> None:
     """Compare methods on one pool and benchmark (shared store); write compare.json and a Table-1 view."""
+    # CLI start-up: loaded when `smoe compare` runs
     from .compare import compare, print_compare
+
+    # CLI start-up: the report loads matplotlib
     from .report.html import write_report
 
     seed_list = parse_seeds(seeds)
@@ -268,6 +284,7 @@ def compare_methods(
 
 
 def _mount_etr() -> None:
+    # CLI start-up: the ETR sub-commands load torch/llama.cpp lazily too
     from .etr_cli import app as etr_app
 
     app.add_typer(etr_app, name="etr", help="Expert Token Routing: train, extend, route, evaluate.")

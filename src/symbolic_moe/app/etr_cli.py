@@ -63,6 +63,7 @@ def _train(
     extend: bool,
     anchors: list[Question] | None = None,
 ) -> None:
+    # CLI start-up: ETR loads llama.cpp/torch
     from ..etr.api import labelled_query_sets, replay_query_sets, train_plugins
     from ..etr.whitebox import MetaLM
 
@@ -150,6 +151,7 @@ def route(
     per_category: PerGroupOpt = None,
 ) -> None:
     """Router-only ETR: the chosen expert of every question, as JSONL {id, expert}."""
+    # CLI start-up: ETR loads llama.cpp/torch
     from ..etr.api import route_questions
 
     qs = _questions(questions, split, data_dir, per_category)
@@ -178,10 +180,12 @@ def evaluate(
     """MMLU-Expert routing/answer accuracy, or the MMLU-Pro replay router (writes results JSON)."""
     work.mkdir(parents=True, exist_ok=True)
     if which == "mmlu-expert":
-        from ..etr.evaluate import mmlu_expert
+        # CLI start-up: ETR loads llama.cpp/torch
+        from .etr_mmlu_expert import mmlu_expert
 
         result = mmlu_expert(_data(data_dir), work, train_per_domain, eval_per_domain, seed=seed, threads=threads)
     elif which == "replay":
+        # CLI start-up: ETR loads llama.cpp/torch
         from ..etr.replay_pool import replay_router
 
         result = replay_router(_data(data_dir), work, None, test_per_category, val_per_category, seed, threads=threads)

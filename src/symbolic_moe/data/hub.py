@@ -177,6 +177,7 @@ HUB_BENCHMARKS: dict[str, dict[str, HubSource]] = {
 
 def _download(name: str, config: str | None, split: str) -> list[Row]:
     try:
+        # optional dependency (the `hub` extra)
         import datasets
     except ImportError:
         raise MissingExtraError("datasets", "hub", "Loading benchmarks from the Hugging Face hub") from None

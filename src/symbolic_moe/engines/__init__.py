@@ -15,6 +15,7 @@ from .base import (
 
 @register("llama_cpp")
 def _llama_cpp() -> type:
+    # lazy registry: llama_cpp (C library) loads only for this engine
     from .llama_cpp import LlamaCppEngine
 
     return LlamaCppEngine
@@ -22,6 +23,7 @@ def _llama_cpp() -> type:
 
 @register("openai")
 def _openai() -> type:
+    # lazy registry: httpx/openai load only for this engine
     from .openai import OpenAIEngine
 
     return OpenAIEngine
@@ -29,6 +31,7 @@ def _openai() -> type:
 
 @register("replay")
 def _replay() -> type:
+    # lazy registry: each backend loads only when asked for
     from .replay import ReplayEngine
 
     return ReplayEngine
@@ -36,6 +39,7 @@ def _replay() -> type:
 
 @register("simulated")
 def _simulated() -> type:
+    # lazy registry: each backend loads only when asked for
     from .simulated import SimulatedEngine
 
     return SimulatedEngine
@@ -43,6 +47,7 @@ def _simulated() -> type:
 
 @register("transformers")
 def _transformers() -> type:
+    # lazy registry: transformers/torch load only for this engine
     from .transformers import TransformersEngine
 
     return TransformersEngine
@@ -50,6 +55,7 @@ def _transformers() -> type:
 
 @register("vllm")
 def _vllm() -> type:
+    # lazy registry: vllm (optional extra) loads only for this engine
     from .vllm import VLLMEngine
 
     return VLLMEngine

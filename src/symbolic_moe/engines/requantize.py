@@ -40,6 +40,7 @@ def requantized_gguf(source: Path, kind: str, out_dir: Path | None = None) -> Pa
     """`source` re-quantised to `kind` (one of TYPES), made on first use and reused after."""
     if kind not in TYPES:
         raise ConfigError(f"requantize: unknown type {kind!r}; choose one of {', '.join(TYPES)}")
+    # heavy: llama_cpp (the C library) loads only to re-quantise
     import llama_cpp
 
     stat = source.stat()

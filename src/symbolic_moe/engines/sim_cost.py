@@ -67,7 +67,9 @@ def load_cost_table(name_or_path: str) -> dict[str, Any]:
         if path.suffix == ".toml" or path.exists():
             text = path.read_text(encoding="utf-8")
         else:
-            text = resources.files("symbolic_moe.sim").joinpath(f"{name_or_path}.toml").read_text(encoding="utf-8")
+            text = (
+                resources.files("symbolic_moe.engines.sim").joinpath(f"{name_or_path}.toml").read_text(encoding="utf-8")
+            )
     except (FileNotFoundError, ModuleNotFoundError):
         raise ConfigError(
             f"simulated engine: cost table '{name_or_path}' not found (a packaged name or a .toml path)"

@@ -68,9 +68,9 @@ from pydantic import Field
 from ..errors import EngineError
 from ..types import ChatRequest, Completion, GenerationSettings, Message
 from .base import EngineOptions, TimedEngine, file_identity
+from .chat_template import PLAIN_STOP, merge_system, render_plain, with_system_prompt
 from .embedded import is_embedded, resolve_gguf
 from .json_constraint import SchemaConstraint, tokenizer_index
-from .llama_cpp import PLAIN_STOP, merge_system, render_plain, with_system_prompt
 
 INSTALL = "pip install 'transformers>=5,<6' 'accelerate>=1.1' (both are symbolic-moe base dependencies)"
 # Chat end-of-turn markers llama.cpp counts as end of generation besides EOS (llama-vocab.cpp).
@@ -97,6 +97,7 @@ OUTPUT_OPTIONS = frozenset({"dtype", "gguf_file", "revision", "chat_template", "
 
 def _torch() -> Any:
     try:
+        # heavy: torch loads only when the model does
         import torch
         import transformers  # noqa: F401
     except ImportError as exc:
@@ -192,6 +193,7 @@ class TransformersEngine(TimedEngine):
 
     def _load(self) -> None:
         torch = _torch()
+        # heavy: transformers loads only when the model does
         import transformers
 
         if not self.config.verbose:

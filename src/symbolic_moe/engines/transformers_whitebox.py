@@ -1,11 +1,12 @@
-"""ETR's white-box meta LLM (etr/whitebox.py `MetaLM`) on the transformers backend.
+"""The `transformers` engine's white-box access (engines/whitebox.py `WhiteBox`): ETR's meta LLM
+on PyTorch.
 
-`MetaLM("transformers:embedded:smollm2")` builds a `TransformersMetaLM`: the same interface ETR
-calls (render, tokenize, hidden, head, word_logits, response losses), with the states and head
-from PyTorch instead of llama.cpp. Everything ETR derives from them (response log-probs, losses,
-routing) is MetaLM's own code. Its `model_id` carries the backend: dequantised float32 weights give
-states slightly unlike llama.cpp's quantised kernels, so expert tokens and cached hidden states of
-one backend are not reused by the other.
+`MetaLM("transformers:embedded:smollm2")` (etr/whitebox.py) wraps a `TransformersWhiteBox`: the
+same interface as the llama.cpp one (render, tokenize, hidden, head), with the states and head
+from PyTorch instead. Everything ETR derives from them (response log-probs, losses, routing) is
+MetaLM's own code. Its `model_id` carries the backend: dequantised float32 weights give states
+slightly unlike llama.cpp's quantised kernels, so expert tokens and cached hidden states of one
+backend are not reused by the other.
 """
 
 from __future__ import annotations
@@ -19,29 +20,35 @@ from typing import Any
 import numpy as np
 
 from ..errors import EngineError
-from ..etr.whitebox import TRANSFORMERS_PREFIX, Messages, MetaLM
+from ..types import Message
 from .transformers import TransformersEngine, cache_of, locate
+
+# A meta model reference with this prefix runs on PyTorch.
+TRANSFORMERS_PREFIX = "transformers:"
 
 
 @dataclass
-class TransformersMetaLM(MetaLM):
-    """MetaLM whose hidden states come from a `TransformersEngine`. One sequence at a time; a call
-    whose tokens extend the previous call's (a decode growing token by token) only runs the new
-    tokens through the kept KV cache."""
+class TransformersWhiteBox:
+    """Hidden states and head from a `TransformersEngine`. One sequence at a time; a call whose
+    tokens extend the previous call's (a decode growing token by token) only runs the new tokens
+    through the kept KV cache."""
 
+    ref: str
+    n_ctx: int = 4096
+    n_threads: int = 2
     device: str = "cpu"
     dtype: str = "float32"
-    _engine: TransformersEngine | None = field(default=None, init=False, repr=False)
     _cache: Any = field(default=None, init=False, repr=False)
     _last: np.ndarray | None = field(default=None, init=False, repr=False)
+    _tokens: list[int] = field(default_factory=list, init=False, repr=False)
 
     @classmethod
-    def on_engine(cls, engine: TransformersEngine, n_ctx: int = 4096) -> TransformersMetaLM:
-        """A meta model on an existing engine: one copy of the weights serves generation and ETR."""
+    def on_engine(cls, engine: TransformersEngine, n_ctx: int = 4096) -> TransformersWhiteBox:
+        """A white box on an existing engine: one copy of the weights serves generation and ETR."""
         config = engine.config
-        lm = cls(TRANSFORMERS_PREFIX + engine.model, n_ctx=n_ctx, device=config.device, dtype=config.dtype)
-        lm.__dict__["engine"] = engine  # fills the cached property
-        return lm
+        box = cls(TRANSFORMERS_PREFIX + engine.model, n_ctx=n_ctx, device=config.device, dtype=config.dtype)
+        box.__dict__["engine"] = engine  # fills the cached property
+        return box
 
     @property
     def backend_ref(self) -> str:
@@ -64,17 +71,16 @@ class TransformersMetaLM(MetaLM):
 
     def load(self) -> None:
         self.engine.load()
-        self._llm = self.engine.net
 
     def close(self) -> None:
         self.engine.unload()
-        self._llm, self._cache, self._last, self._tokens = None, None, None, []
+        self._cache, self._last, self._tokens = None, None, []
 
     @cached_property
     def head(self) -> np.ndarray:
         return self.engine.head()
 
-    def render(self, messages: Messages, add_generation_prompt: bool = True) -> str:
+    def render(self, messages: Sequence[Message], add_generation_prompt: bool = True) -> str:
         self.load()
         tokenizer = self.engine.tokenizer
         if not tokenizer.chat_template:
@@ -108,7 +114,7 @@ class TransformersMetaLM(MetaLM):
             return self.engine.hidden_states(tokens, all_positions=True)
         if tokens == self._tokens and self._last is not None:
             return self._last
-        import torch
+        import torch  # an optional, heavy dependency: loaded only when PyTorch states are asked for
 
         engine, kept = self.engine, len(self._tokens)
         extends = self._cache is not None and len(tokens) > kept and tokens[:kept] == self._tokens

@@ -86,6 +86,7 @@ def with_guided_decoding(params: dict[str, Any]) -> dict[str, Any]:
 def _serve(conn: Connection, model: str, engine_args: dict[str, Any]) -> None:
     """Child process: load the model once, then answer batches until told to stop (None)."""
     try:
+        # optional dependency (the `vllm` extra), GPU only
         from vllm import LLM, SamplingParams
 
         llm = LLM(model=model, **engine_args)

@@ -3,9 +3,9 @@
 whitebox (hidden states, head, response log-probs) -> query_sets (loss- or correctness-based)
 -> train (W_E only) -> plugins (one file per expert, append) -> extend (plug-in experts trained
 against the frozen old ones) -> routing (switching decode, router-only) -> replay_pool (a pool
-router fitted on validation; select: its cross-validation) / evaluate (MMLU-Expert). `api` is the
-surface the CLI calls; the `etr` / `etr_vote` methods live in methods/etr.py (etr/ never imports
-methods/).
+router fitted on validation; select: its cross-validation). The MMLU-Expert paper experiment is
+app/etr_mmlu_expert.py. `api` is the surface the CLI calls; the `etr` / `etr_vote` methods live in
+methods/etr.py (etr/ never imports methods/).
 """
 
 from .api import labelled_query_sets, replay_query_sets, route_questions, train_plugins

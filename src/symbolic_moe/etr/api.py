@@ -11,14 +11,13 @@ import numpy as np
 from ..errors import ConfigError
 from ..types import Question
 from .data import query_messages
-from .evaluate import train_head
 from .extend import extend_head
 from .plugins import ExpertHead, append_tokens, load_head, save_head
 from .query_sets import QuerySets, downsample
 from .replay_pool import RouterSettings, meta_correct, replay_correct, replay_sets
 from .routing import route_states
 from .scoring import AnswerCache
-from .train import TrainConfig
+from .train import TrainConfig, train_head
 from .whitebox import HiddenCache, MetaLM
 
 

@@ -24,14 +24,14 @@ import numpy as np
 
 from ..engines.requantize import cache_dir
 from ..grading import extract_answer, is_correct
+from ..routing import decide
 from ..types import GenerationSettings, Question
 from .data import query_messages, read_questions, read_replay, take_per_group
-from .evaluate import train_head
 from .plugins import ExpertHead
 from .query_sets import QuerySets, correctness_based
 from .routing import PromptExpert, expert_probabilities
 from .scoring import AnswerCache
-from .train import TrainConfig
+from .train import TrainConfig, train_head
 from .whitebox import HiddenCache, MetaLM
 
 # the replay models left after removing the large / API / base-only ones (the "small16" pool)
@@ -147,7 +147,7 @@ def fit_router(
 def top_k(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per row, the indices of the k most likely experts (best first) and their probabilities
     renormalised to sum to 1 (the vote weights)."""
-    order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    order = decide.top_k(probabilities, k)
     chosen = np.take_along_axis(probabilities, order, axis=1)
     return order, chosen / chosen.sum(axis=1, keepdims=True)
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ..voting import leader, tally
 from .replay_pool import RouterSettings, fit_router, top_k
 from .routing import expert_probabilities
 from .train import word_logsumexp
@@ -31,12 +32,8 @@ def routed_accuracy(
     order, weights = top_k(probabilities, k)
     right = []
     for row, w, qid in zip(order, weights, qids, strict=True):
-        totals: dict[str, float] = {}
-        for i, weight in zip(row, w, strict=True):
-            key = keys[models[i]].get(qid)
-            if key is not None:
-                totals[key] = totals.get(key, 0.0) + float(weight)
-        right.append(bool(totals) and max(totals, key=lambda a: totals[a]) == gold[qid])
+        winner = leader(tally([keys[models[i]].get(qid) for i in row], w))
+        right.append(winner is not None and winner == gold[qid])
     return float(np.mean(right))
 
 

@@ -13,9 +13,14 @@ Optimiser as the paper: AdamW lr 5e-4, weight decay 1.0, 5 epochs, batch 16, cos
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from .plugins import ExpertHead
+from .query_sets import QuerySets, training_pairs
+from .whitebox import MetaLM
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ def expert_token_loss(hidden, targets, rows, lse_words, frozen=None):  # type: i
     hidden (n, d), targets (n,) indices into `rows` (the trained experts), rows (E, d),
     lse_words (n,) the word-token logsumexp, frozen (F, d) or None: other experts' rows that take
     part in the softmax but are not trained (they come after the trained rows in the logits)."""
+    # heavy: torch loads only to train expert tokens
     import torch
 
     expert_logits = hidden @ rows.T
@@ -77,6 +83,7 @@ def train_expert_tokens(
     mean losses. A query in several experts' query sets appears once per expert. With `frozen`
     (F x d), a target n_experts + f means "the frozen expert f": such anchor queries teach the new
     rows to lose where an old expert should win (plug-in extension, etr/extend.py)."""
+    # heavy: torch loads only to train expert tokens
     import torch
 
     config = config or TrainConfig()
@@ -129,3 +136,20 @@ def _train(torch, hidden, targets, head, n_experts, config, frozen, lse_words): 
             losses.append(float(loss.detach()) * len(idx))
         history.append(sum(losses) / len(targets))
     return rows.detach().numpy().astype(np.float32), history
+
+
+def train_head(
+    lm: MetaLM,
+    states: dict[str, np.ndarray],
+    sets: QuerySets,
+    names: list[str],
+    config: TrainConfig,
+    lse: Mapping[str, float] | None = None,
+) -> ExpertHead:
+    """Train the tokens of `names` from their query sets (plug-in extension: etr/extend.py).
+    `lse`: each query's word-token logsumexp, when already known (cross-validation reuses it)."""
+    ids, targets = training_pairs(sets, names)
+    hidden = np.stack([states[q] for q in ids])
+    words = np.array([lse[q] for q in ids]) if lse is not None else word_logsumexp(hidden, lm.head)
+    rows, _ = train_expert_tokens(hidden, np.array(targets), lm.head, len(names), config, None, words)
+    return ExpertHead.from_rows(lm.model_id, names, rows, {"train": config.to_json()})

@@ -10,6 +10,7 @@ def make_executor(config: Any, pool: Any) -> Any | None:
     cfg = config.scheduler
     if cfg.executor != "ray":
         return None
+    # heavy: ray loads only for executor = "ray"
     from .ray import RayExecutor
 
     return RayExecutor(

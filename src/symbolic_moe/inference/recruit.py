@@ -113,6 +113,14 @@ def sample_experts(probs: np.ndarray, k: int, rng: np.random.Generator) -> np.nd
     return np.minimum(picks, probs.shape[1] - 1)
 
 
+def sample_each(probs: np.ndarray, k: int, rngs: Sequence[np.random.Generator]) -> np.ndarray:
+    """`sample_experts` with one generator per row: each row's draw is its own."""
+    if len(rngs) != len(probs):
+        raise ValueError(f"{len(rngs)} generators for {len(probs)} questions")
+    rows = [sample_experts(probs[i : i + 1], k, r)[0] for i, r in enumerate(rngs)]
+    return np.array(rows, dtype=int).reshape(len(rows), k)
+
+
 def top_experts(scores: np.ndarray, competency: np.ndarray, k: int) -> np.ndarray:
     """The k best models per row by S, ties broken by g (then by pool order); with k above the pool
     size the ranking wraps around."""
@@ -165,6 +173,12 @@ class Recruitment:
         }
 
 
+def question_rng(seed: int, question_id: str) -> np.random.Generator:
+    """An RNG of its own for one (seed, question): the draw does not depend on what else is asked."""
+    digest = int.from_bytes(hashlib.sha256(question_id.encode()).digest()[:8], "little")
+    return np.random.default_rng([seed % 2**64, digest])
+
+
 def recruit(
     question_ids: Sequence[str],
     keywords: Sequence[Sequence[str]],
@@ -175,19 +189,32 @@ def recruit(
     temperature: float = 0.5,
     trim_share: float = 0.05,
     seed: int = 0,
+    rng: np.random.Generator | Sequence[np.random.Generator] | None = None,
 ) -> Recruitment:
+    """The recruitment plan of every entry point (`smoe run`, the Python API, `smoe serve`).
+
+    `rng`: one generator for the whole set (default: seeded by `seed`), or one per question (online
+    serving, `question_rng`: a question's experts then do not depend on its row in a batch or on the
+    other questions; no trimming then, since the 5% rule is a statistic over a whole test set)."""
     models = list(models)
-    rng = np.random.default_rng(seed)
+    per_question = rng is not None and not isinstance(rng, np.random.Generator)
+    if per_question and trim_share > 0:
+        raise ValueError("trimming needs one generator for the whole set (got one per question)")
     has_keywords = np.array([len(ks) > 0 for ks in keywords], dtype=bool)
     scores = score_matrix(profiles, models, keywords)
     competency = global_competency(profiles, models, weighting, temperature)
     probs = probabilities(scores, competency, weighting, temperature, has_keywords)
+    shared = np.random.default_rng(seed) if rng is None else rng
     if weighting == "greedy":
         scores[~has_keywords] = 0.0  # no skills: rank by competency alone
         before = top_experts(scores, competency, k)
+    elif isinstance(shared, np.random.Generator):
+        before = sample_experts(probs, k, shared)
     else:
-        before = sample_experts(probs, k, rng)
-    after, removed = trim(before, len(models), trim_share, rng)
+        before = sample_each(probs, k, shared)
+    after, removed = before, np.zeros(len(models), dtype=bool)
+    if isinstance(shared, np.random.Generator):
+        after, removed = trim(before, len(models), trim_share, shared)
 
     def counts(selection: np.ndarray) -> dict[str, int]:
         return {m: int(c) for m, c in zip(models, np.bincount(selection.ravel(), minlength=len(models)), strict=True)}
@@ -200,49 +227,4 @@ def recruit(
         counts_before=counts(before),
         counts_after=counts(after),
         trimmed=[m for m, r in zip(models, removed, strict=True) if r],
-    )
-
-
-def question_rng(seed: int, question_id: str) -> np.random.Generator:
-    """An RNG of its own for one (seed, question): the draw does not depend on what else is asked."""
-    digest = int.from_bytes(hashlib.sha256(question_id.encode()).digest()[:8], "little")
-    return np.random.default_rng([seed % 2**64, digest])
-
-
-def recruit_each(
-    question_ids: Sequence[str],
-    keywords: Sequence[Sequence[str]],
-    profiles: dict[str, Profile],
-    models: Sequence[str],
-    seeds: Sequence[int],
-    k: int = 3,
-    weighting: str = "softmax",
-    temperature: float = 0.5,
-) -> Recruitment:
-    """Recruitment for questions asked one by one (online serving): each question draws its k
-    experts from an RNG seeded by its own seed and id, so its experts do not depend on its row in a
-    batch or on the other questions. No trimming: the 5% rule is a statistic over a whole test set."""
-    models = list(models)
-    has_keywords = np.array([len(ks) > 0 for ks in keywords], dtype=bool)
-    scores = score_matrix(profiles, models, keywords)
-    competency = global_competency(profiles, models)
-    probs = probabilities(scores, competency, weighting, temperature, has_keywords)
-    if weighting == "greedy":
-        scores[~has_keywords] = 0.0  # no skills: rank by competency alone
-        picks = top_experts(scores, competency, k)
-    else:
-        rows = [
-            sample_experts(probs[i : i + 1], k, question_rng(seed, qid))[0]
-            for i, (qid, seed) in enumerate(zip(question_ids, seeds, strict=True))
-        ]
-        picks = np.array(rows, dtype=int).reshape(len(rows), k)
-    counts = np.bincount(picks.ravel(), minlength=len(models))
-    selected = {m: int(c) for m, c in zip(models, counts, strict=True)}
-    return Recruitment(
-        models=models,
-        question_ids=list(question_ids),
-        experts=[[models[i] for i in row] for row in picks],
-        probabilities=probs,
-        counts_before=selected,
-        counts_after=dict(selected),
     )

@@ -15,18 +15,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from pydantic import Field
 
 from ..errors import ConfigError
 from ..grading import extract_answer, is_correct
-from ..inference.aggregate import answer_as_text, vote
 from ..inference.experts import run_experts
 from ..prompts import feedback_request, refine_request
-from .base import FAMILIES, MethodSpec, Prediction, method
-from .options import method_options
+from ..voting import answer_as_text, vote
+from .base import FAMILIES, MethodOptions, MethodSpec, Prediction, method
 from .rounds import cot_round, followup_round, part, prepare_ranked, require_generators, task_best
 
 if TYPE_CHECKING:
     from ..run import Run
+
+
+class SelfConsistencyOptions(MethodOptions):
+    samples: int = Field(5, ge=1, description="samples of the task-best model (odd avoids ties)")
 
 
 def _voted(run: Run, experts: list[list[str]], seed: int) -> list[Prediction]:
@@ -54,10 +58,10 @@ def task_best_cot(run: Run, seed: int):
     return zero_shot(run, seed, task_best(run))
 
 
-@method("self_consistency", prepare=prepare_ranked)
+@method("self_consistency", prepare=prepare_ranked, options=SelfConsistencyOptions)
 def self_consistency(run: Run, seed: int):
     """Task-best x `samples` (default 5, odd to avoid ties), majority over the sampled answers."""
-    best, n = task_best(run), method_options(run, "self_consistency").samples
+    best, n = task_best(run), SelfConsistencyOptions.of(run, "self_consistency").samples
     samples = cot_round(run.test, [[best] * n] * len(run.test), run.scheduler, seed, f"self-consistency ({best})")
     predictions = [
         Prediction.grade(q, answer_as_text(vote(q, row), q), sample_answers=[extract_answer(t, q) for t in row])

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import Field
 
 from ..etr.plugins import ExpertHead, load_head, save_head
 from ..etr.replay_pool import (
@@ -37,13 +38,25 @@ from ..etr.replay_pool import (
 from ..etr.routing import expert_probabilities
 from ..etr.scoring import AnswerCache
 from ..etr.whitebox import HiddenCache, MetaLM
-from ..inference.aggregate import answer_as_text, vote
 from ..inference.recruit import Recruitment
-from .base import Prediction, method
-from .options import method_options
+from ..voting import answer_as_text, vote
+from .base import MethodOptions, Prediction, method
 
 if TYPE_CHECKING:
     from ..run import Run
+
+
+class EtrOptions(MethodOptions):
+    """`etr` and `etr_vote` (shared); router defaults are etr.replay_pool.RouterSettings'."""
+
+    meta_model: str = Field("embedded:smollm2", description="the white-box meta LLM")
+    threads: int = Field(2, ge=1, description="llama.cpp threads of the meta LLM (speed only)")
+    cache_dir: str | None = Field(None, description="hidden states; default $SMOE_CACHE_DIR/etr")
+    lr: float | None = Field(None, gt=0)
+    epochs: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    size: int | None = Field(None, ge=0, description="query-set cap per expert, 0 = none")
+    meta_filter: bool | None = Field(None, strict=True, description="train only on questions the meta LLM got wrong")
 
 
 def _prepare(run: Run) -> None:
@@ -53,7 +66,7 @@ def _prepare(run: Run) -> None:
 def router_settings(run: Run) -> RouterSettings:
     """The fitted router's settings: defaults, overridden by `[method_options.etr]` (typed, checked
     when the config loads)."""
-    opts = method_options(run, "etr")
+    opts = EtrOptions.of(run, "etr")
     base = RouterSettings()
     train = replace(
         base.train,
@@ -68,7 +81,7 @@ def router_settings(run: Run) -> RouterSettings:
 
 def expert_distribution(run: Run, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
     """(test questions x pool models) expert-token probabilities, fitted on the validation split."""
-    opts = method_options(run, "etr")
+    opts = EtrOptions.of(run, "etr")
     root = Path(opts.cache_dir or etr_cache_dir())
     lm = MetaLM(opts.meta_model, n_threads=opts.threads)
     cache = HiddenCache(root / "hidden")
@@ -114,13 +127,13 @@ def _answer(run: Run, seed: int, k: int) -> tuple[list[Prediction], dict[str, An
     return predictions, info
 
 
-@method("etr", prepare=_prepare)
+@method("etr", prepare=_prepare, options=EtrOptions)
 def etr(run: Run, seed: int):
     """Model switch: the expert whose token is most likely answers alone."""
     return _answer(run, seed, 1)
 
 
-@method("etr_vote", prepare=_prepare)
+@method("etr_vote", prepare=_prepare, options=EtrOptions)
 def etr_vote(run: Run, seed: int):
     """The `recruit.k` most likely experts, voted with their expert-token probabilities."""
     return _answer(run, seed, run.config.recruit.k)

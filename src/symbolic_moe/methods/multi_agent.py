@@ -20,11 +20,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from pydantic import Field
+
 from ..grading import extract_answer
-from ..inference.aggregate import answer_as_text, discussion_round, vote
+from ..inference.aggregate import discussion_round
 from ..prompts import CONFIDENCE
-from .base import Prediction, method
-from .options import method_options
+from ..voting import answer_as_text, vote
+from .base import MethodOptions, Prediction, method
 from .rounds import (
     Texts,
     aggregate_round,
@@ -37,6 +39,21 @@ from .rounds import (
 
 if TYPE_CHECKING:
     from ..run import Run
+
+
+class DebateOptions(MethodOptions):
+    agents: int = Field(3, ge=1, description="copies of the task-best model")
+    rounds: int = Field(2, ge=1, description="round 1 answers, later rounds discuss")
+
+
+class MixtureOptions(MethodOptions):
+    agents: int = Field(3, ge=1, description="proposers (top-k models, or task-best copies for self_moa)")
+    samples: int | None = Field(None, ge=1, description="aggregator syntheses; default: as many as proposers")
+
+
+class ReconcileOptions(MethodOptions):
+    agents: int = Field(3, ge=1, description="top-k models")
+    rounds: int = Field(3, ge=1)
 
 
 def _voted(run: Run, finals: Texts, agents: list[list[str]], weights: list[list[float]] | None = None):
@@ -56,11 +73,11 @@ def _discuss(run: Run, agents: list[list[str]], texts: Texts, seed: int, rounds:
     return texts
 
 
-@method("debate", prepare=prepare_ranked)
+@method("debate", prepare=prepare_ranked, options=DebateOptions)
 def debate(run: Run, seed: int):
     """Multi-agent debate with one model: task-best x3, 2 rounds, majority of the last round."""
     best = task_best(run)
-    opts = method_options(run, "debate")
+    opts = DebateOptions.of(run, "debate")
     n, rounds = opts.agents, opts.rounds
     require_generators(run, [best] if rounds > 1 else [], "debate")
     agents = [[best] * n] * len(run.test)
@@ -72,7 +89,7 @@ def debate(run: Run, seed: int):
 def mixture_of_agents(run: Run, seed: int, proposers: list[str], aggregator: str, name: str):
     """Proposals from `proposers`, then `aggregator` synthesises them `samples` times (default:
     as many as proposers), majority over the syntheses."""
-    samples = method_options(run, name).samples or len(proposers)
+    samples = MixtureOptions.of(run, name).samples or len(proposers)
     require_generators(run, [aggregator], f"{name} aggregator")
     proposals = cot_round(run.test, [proposers] * len(run.test), run.scheduler, seed, f"{name} proposals")
     synthesizers = [[aggregator] * samples] * len(run.test)
@@ -84,11 +101,11 @@ def mixture_of_agents(run: Run, seed: int, proposers: list[str], aggregator: str
     return predictions, {"proposers": proposers, "aggregator": aggregator, "samples": samples}
 
 
-@method("self_moa", prepare=prepare_ranked)
+@method("self_moa", prepare=prepare_ranked, options=MixtureOptions)
 def self_moa(run: Run, seed: int):
     """Self-MoA (Li et al. 2025): the task-best model proposes x3 and aggregates."""
     best = task_best(run)
-    return mixture_of_agents(run, seed, [best] * method_options(run, "self_moa").agents, best, "self_moa")
+    return mixture_of_agents(run, seed, [best] * MixtureOptions.of(run, "self_moa").agents, best, "self_moa")
 
 
 def _prepare_moa(run: Run) -> None:
@@ -96,10 +113,10 @@ def _prepare_moa(run: Run) -> None:
     run.aggregator()
 
 
-@method("moa", prepare=_prepare_moa)
+@method("moa", prepare=_prepare_moa, options=MixtureOptions)
 def moa(run: Run, seed: int):
     """MoA (Wang et al. 2024): the top-3 validation models propose, the task aggregator synthesises."""
-    top = run.ranked_models()[: method_options(run, "moa").agents]
+    top = run.ranked_models()[: MixtureOptions.of(run, "moa").agents]
     return mixture_of_agents(run, seed, top, run.aggregator(), "moa")
 
 
@@ -137,11 +154,11 @@ def recalibrate(confidence: float | None) -> float:
     return 0.1
 
 
-@method("reconcile", prepare=prepare_ranked)
+@method("reconcile", prepare=prepare_ranked, options=ReconcileOptions)
 def reconcile(run: Run, seed: int):
     """ReConcile: the top-3 models answer with confidences and discuss for 3 rounds in all;
     the last round's answers are voted, weighted by recalibrated confidence."""
-    opts = method_options(run, "reconcile")
+    opts = ReconcileOptions.of(run, "reconcile")
     top, rounds = run.ranked_models()[: opts.agents], opts.rounds
     require_generators(run, top if rounds > 1 else [], "reconcile")
     agents = [top] * len(run.test)

@@ -18,53 +18,38 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import router_fit as fit
 from ..grading import answer_key
-from ..inference.aggregate import answer_as_text, llm_aggregate
-from ..inference.experts import run_experts
-from ..inference.pipeline import cascade_experts
-from ..routing import fit
-from ..routing.decide import leader, ranking, tally, weights_for
+from ..pipeline import cascade_experts, routed_plan, synthesize
 from ..types import Question
+from ..voting import answer_as_text
 from .base import Prediction, method
 
 if TYPE_CHECKING:
     from ..run import Run
 
 
-def _options(questions: Sequence[Question]) -> list[int | None]:
-    return [len(q.choices) if q.choices else None for q in questions]
-
-
 def route_vote(
     run: Run, questions: Sequence[Question], probabilities: np.ndarray, k: int, seed: int, aggregation: str = "vote"
 ) -> tuple[list[Prediction], dict[str, Any]]:
     """The k most likely models per question answer (one batch); weighted vote or LLM synthesis."""
-    models = run.experts
-    k = min(k, len(models))
-    order = ranking(probabilities)[:, :k]
-    experts = [[models[m] for m in row] for row in order]
-    texts = [[c.text for c in row] for row in run_experts(questions, experts, run.scheduler, seed, "router experts")]
-    weights = weights_for(probabilities, _options(questions))
-    if aggregation == "llm":
-        aggregator = run.aggregator()
-        finals = [c.text for c in llm_aggregate(questions, texts, aggregator, run.scheduler, seed, "router aggregate")]
-    else:
-        aggregator = "confidence-weighted vote"
-        finals = []
-        for i, (q, row) in enumerate(zip(questions, texts, strict=True)):
-            answers = [answer_key(t, q) for t in row]
-            finals.append(answer_as_text(leader(tally(answers, weights[i, order[i]])), q))
+    plan = routed_plan(run, questions, probabilities, k)
+    result = synthesize(run, questions, plan, seed, "llm" if aggregation == "llm" else "weighted", write=False)
+    index = {m: i for i, m in enumerate(run.experts)}
     predictions = [
         Prediction.grade(
             q,
             final,
             experts=names,
             expert_answers=[answer_key(t, q) for t in row],
-            predicted_correct=[round(float(probabilities[i, m]), 4) for m in order[i]],
+            predicted_correct=[round(float(probabilities[i, index[m]]), 4) for m in names],
         )
-        for i, (q, final, names, row) in enumerate(zip(questions, finals, experts, texts, strict=True))
+        for i, (q, final, names, row) in enumerate(
+            zip(questions, result.finals, plan.experts, result.texts, strict=True)
+        )
     ]
-    return predictions, {"aggregator": aggregator, "k": k, "router": run.config.router.kind}
+    aggregator = result.aggregator if aggregation == "llm" else "confidence-weighted vote"
+    return predictions, {"aggregator": aggregator, "k": min(k, len(run.experts)), "router": run.config.router.kind}
 
 
 def route_cascade(

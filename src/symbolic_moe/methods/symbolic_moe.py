@@ -1,6 +1,6 @@
 """Symbolic-MoE (paper Fig. 2b): recruit k experts per question by skill, run them batched per
 model, aggregate. Variants differ only in the aggregator, weighting and the discussion round.
-The steps after recruitment are `inference.pipeline.synthesize`, shared with the Python API and
+The steps after recruitment are `pipeline.synthesize`, shared with the Python API and
 `smoe serve`."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..grading import extract_answer
-from ..inference.pipeline import synthesize
+from ..pipeline import synthesize
 from .base import Prediction, method
 
 if TYPE_CHECKING:

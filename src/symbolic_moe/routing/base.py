@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from ..types import Question
+
 EPS = 1e-3  # probabilities stay inside [EPS, 1 - EPS]: log-odds weights stay finite
 
 
@@ -105,3 +107,22 @@ class GroupRates:
             known = [self.rates[g] for g in dict.fromkeys(groups) if g in self.rates]
             rows.append(np.mean(known, axis=0) if known else self.prior)
         return np.array(rows).reshape(len(signals), len(self.prior))
+
+
+def groups_of(questions: Sequence[Question], skills: dict[str, list[str]]) -> list[list[str]]:
+    """Per question: its category (when the data has one) and its skills, as group tokens; a skill
+    equal to the category (skills from the category field) is not counted twice."""
+    rows = []
+    for q in questions:
+        category = str(q.category).strip().lower() if q.category else None
+        tokens = [f"category:{category}"] if category else []
+        tokens += [f"skill:{s}" for s in skills.get(q.id, []) if s != category]
+        rows.append(list(dict.fromkeys(tokens)))
+    return rows
+
+
+def cross_fit_folds(n: int, folds: int, seed: int) -> np.ndarray:
+    """Fold number of each of n questions: a seeded shuffle dealt round-robin."""
+    assignment = np.empty(n, dtype=int)
+    assignment[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
+    return assignment

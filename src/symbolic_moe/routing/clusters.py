@@ -5,7 +5,6 @@ ranks the models for every question falling into that cluster (nearest centroid)
 from __future__ import annotations
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from .base import GroupRates, Predictor, Signals, clip, predictor
 
@@ -13,6 +12,8 @@ from .base import GroupRates, Predictor, Signals, clip, predictor
 @predictor("clusters")
 class ClusterPredictor(Predictor):
     def fit(self, signals: Signals, correct: np.ndarray) -> ClusterPredictor:
+        from sklearn.cluster import KMeans  # heavy (scikit-learn): loaded only when this router fits
+
         correct = np.asarray(correct, dtype=float)
         self.base = GroupRates(self.params["strength"]).fit(signals, correct)
         n_clusters = max(1, min(int(self.params["clusters"]), len(signals)))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..voting import leader, margin, tally
 from .base import EPS
 
 
@@ -29,32 +30,17 @@ def ranking(probabilities: np.ndarray) -> np.ndarray:
     return np.argsort(-np.asarray(probabilities), axis=1, kind="stable")
 
 
+def top_k(probabilities: np.ndarray, k: int) -> np.ndarray:
+    """The top-k plan: per question, the k most likely models (at most the pool), best first."""
+    return ranking(probabilities)[:, : min(k, np.shape(probabilities)[1])]
+
+
 def log_odds_weight(p: float | np.ndarray, n_options: int | None) -> float | np.ndarray:
     """log(p (n - 1) / (1 - p)), floored at 0. Open answers (math, no options) use the odds alone,
     log(p / (1 - p)), as if n = 2: a cautious weight, since wrong open answers rarely coincide."""
     p = np.clip(p, EPS, 1 - EPS)
     others = (n_options - 1) if n_options and n_options > 1 else 1
     return np.maximum(np.log(p * others / (1 - p)), 0.0)
-
-
-def tally(answers: Sequence[str | None], weights: Sequence[float]) -> dict[str, float]:
-    """Weight behind each answer, in order of first appearance (unparseable answers do not vote)."""
-    totals: dict[str, float] = {}
-    for answer, weight in zip(answers, weights, strict=True):
-        if answer is not None:
-            totals[answer] = totals.get(answer, 0.0) + float(weight)
-    return totals
-
-
-def leader(totals: dict[str, float]) -> str | None:
-    """The answer with the most weight; ties: the first seen (= the most likely expert's)."""
-    return max(totals, key=lambda a: totals[a]) if totals else None
-
-
-def margin(totals: dict[str, float]) -> float:
-    """Leading weight minus the runner-up's (0 for a runner-up that nobody named)."""
-    ranked = sorted(totals.values(), reverse=True) + [0.0, 0.0]
-    return ranked[0] - ranked[1]
 
 
 def should_stop(totals: dict[str, float], remaining: Sequence[float], threshold: float) -> bool:
@@ -108,5 +94,6 @@ def cascade(order: np.ndarray, weights: np.ndarray, threshold: float, k_max: int
 
 
 def weights_for(probabilities: np.ndarray, n_options: Sequence[int | None]) -> np.ndarray:
-    """Per question and model, the log-odds vote weight of its predicted correctness."""
+    """Per question and model, the log-odds vote weight of its predicted correctness
+    (`n_options`: per question, `Question.n_options`)."""
     return np.stack([log_odds_weight(row, n) for row, n in zip(probabilities, n_options, strict=True)])

@@ -4,8 +4,9 @@ questions keeps its (smoothed) overall accuracy."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from .base import GroupRates, Predictor, Signals, clip, predictor
 
@@ -21,11 +22,13 @@ class LogisticPredictor(Predictor):
         return np.hstack([signals.embeddings, onehot])
 
     def fit(self, signals: Signals, correct: np.ndarray) -> LogisticPredictor:
+        from sklearn.linear_model import LogisticRegression  # heavy (scikit-learn): loaded only to fit
+
         correct = np.asarray(correct, dtype=int)
         self.prior = GroupRates(1.0).fit(signals, correct).prior
         self.vocabulary = {g: i for i, g in enumerate(sorted({g for gs in signals.groups for g in gs}))}
         x = self._features(signals)
-        self.models: list[LogisticRegression | None] = []
+        self.models: list[Any] = []  # a fitted LogisticRegression per model, None where labels are all equal
         for m in range(correct.shape[1]):
             y = correct[:, m]
             fitted = None

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .base import Predictor, Signals
-from .decide import cascade, leader, ranking, tally, weights_for
-from .fit import cross_fit_folds
+from ..voting import leader, tally
+from .base import Predictor, Signals, cross_fit_folds
+from .decide import cascade, ranking, top_k, weights_for
 
 
 def out_of_fold(
@@ -43,7 +43,7 @@ class Replay:
 
     def vote(self, probabilities: np.ndarray, k: int) -> float:
         """Accuracy of the top-k confidence-weighted vote."""
-        order = ranking(probabilities)[:, :k]
+        order = top_k(probabilities, k)
         weights = weights_for(probabilities, self.options)
         finals = [
             leader(tally([self.answers[q][m] for m in order[q]], weights[q, order[q]])) for q in range(len(order))

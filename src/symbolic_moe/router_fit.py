@@ -1,5 +1,6 @@
-"""Fitting the router on a run (SPEC 10): labelled questions, their signals, and the predicted
-correctness of every pool model on the questions being scored.
+"""Fitting the learned router (routing/) on a run (SPEC 10), one floor above `run`: labelled
+questions, their signals, and the predicted correctness of every pool model on the questions being
+scored.
 
 Labels are the pool's stored outputs on the `router.fit_splits` (default: the validation split,
 whose outputs the profile step already stores; never the split being scored). Signals are the
@@ -15,20 +16,17 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..data import load_split
-from ..errors import ConfigError, DataError
-from ..inference.keyword_mapping import KeywordEmbedder
-from ..preprocess import keywords as keyword_step
-from ..preprocess import profiles
-from ..types import Question
-from .base import PREDICTORS, Predictor, Signals
-
-if TYPE_CHECKING:
-    from ..run import Run
+from .data import load_split
+from .errors import ConfigError, DataError
+from .inference.keyword_mapping import KeywordEmbedder
+from .preprocess import keywords as keyword_step
+from .preprocess import profiles
+from .routing.base import PREDICTORS, Predictor, Signals, cross_fit_folds, groups_of
+from .run import Run
+from .types import Question
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # run -> {key: value}
 
@@ -48,18 +46,6 @@ def make_predictor(run: Run) -> Predictor:
 def question_embedder(run: Run) -> KeywordEmbedder:
     path = run.config.store_path().parent / "question_embeddings.npz"
     return _cached(run, ("embedder",), lambda: KeywordEmbedder(run.config.recruit.embedding_model, path))
-
-
-def groups_of(questions: Sequence[Question], skills: dict[str, list[str]]) -> list[list[str]]:
-    """Per question: its category (when the data has one) and its skills, as group tokens; a skill
-    equal to the category (skills from the category field) is not counted twice."""
-    rows = []
-    for q in questions:
-        category = str(q.category).strip().lower() if q.category else None
-        tokens = [f"category:{category}"] if category else []
-        tokens += [f"skill:{s}" for s in skills.get(q.id, []) if s != category]
-        rows.append(list(dict.fromkeys(tokens)))
-    return rows
 
 
 def skills_of(run: Run, split: str, questions: Sequence[Question]) -> dict[str, list[str]]:
@@ -130,13 +116,6 @@ def training_set(run: Run) -> tuple[Signals, np.ndarray]:
         return Signals.concat(parts), np.concatenate(ys)
 
     return _cached(run, ("training", tuple(run.config.router.fit_splits)), compute)
-
-
-def cross_fit_folds(n: int, folds: int, seed: int) -> np.ndarray:
-    """Fold number of each of n questions: a seeded shuffle dealt round-robin."""
-    assignment = np.empty(n, dtype=int)
-    assignment[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
-    return assignment
 
 
 def predict_scored(run: Run) -> np.ndarray:

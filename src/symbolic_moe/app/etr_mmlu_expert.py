@@ -1,4 +1,5 @@
-"""MMLU-Expert evaluation (ETR paper 3.3-3.6, Tables 2-4) with experts that run on a CPU.
+"""MMLU-Expert evaluation (ETR paper 3.3-3.6, Tables 2-4) with experts that run on a CPU: a paper
+experiment (`smoe etr evaluate mmlu-expert`, benchmarks/bench_etr_eval.py) built on the ETR core.
 
 Experts: SmolLM2-135M-Instruct with one domain instruction each, appended to the user turn (no
 domain fine-tunes exist here: the synthetic data covers one domain of six). Appending rather than
@@ -18,21 +19,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..etr.data import query_messages, read_questions, split_by_group, take_per_group
+from ..etr.extend import MODES, diagnostics, extend_head
+from ..etr.query_sets import QuerySets, downsample, loss_based, response_losses
+from ..etr.routing import route_states
+from ..etr.scoring import AnswerCache, meta_prompting_choice
+from ..etr.train import TrainConfig, train_head
+from ..etr.whitebox import HiddenCache, MetaLM
+from ..inference.recruit import recruit
 from ..types import Question
-from .data import query_messages, read_questions, split_by_group, take_per_group
-from .extend import MODES, diagnostics, extend_head
-from .plugins import ExpertHead
-from .query_sets import QuerySets, downsample, loss_based, response_losses, training_pairs
-from .routing import route_states
-from .scoring import AnswerCache, meta_prompting_choice
-from .train import TrainConfig, train_expert_tokens, word_logsumexp
-from .whitebox import HiddenCache, MetaLM
 
 DOMAINS = {
     "astronomy": "astronomy",
@@ -47,23 +47,6 @@ DOMAINS = {
 def expert_suffix(domain: str) -> str:
     label = DOMAINS[domain]
     return f"\n\nAnswer as an expert in {label}, accurately and precisely."
-
-
-def train_head(
-    lm: MetaLM,
-    states: dict[str, np.ndarray],
-    sets: QuerySets,
-    names: list[str],
-    config: TrainConfig,
-    lse: Mapping[str, float] | None = None,
-) -> ExpertHead:
-    """Train the tokens of `names` from their query sets (plug-in extension: etr/extend.py).
-    `lse`: each query's word-token logsumexp, when already known (cross-validation reuses it)."""
-    ids, targets = training_pairs(sets, names)
-    hidden = np.stack([states[q] for q in ids])
-    words = np.array([lse[q] for q in ids]) if lse is not None else word_logsumexp(hidden, lm.head)
-    rows, _ = train_expert_tokens(hidden, np.array(targets), lm.head, len(names), config, None, words)
-    return ExpertHead.from_rows(lm.model_id, names, rows, {"train": config.to_json()})
 
 
 def routing_accuracy(chosen: list[str], questions: list[Question]) -> float:
@@ -229,8 +212,6 @@ def _symbolic_moe_k1(
 ) -> list[str]:
     """Symbolic-MoE recruitment, k = 1, with each question's skills = its domain keyword: profiles
     from the experts' answers on a small training subset (+1 right, -1 wrong)."""
-    from ..inference.recruit import recruit
-
     profiles: dict[str, dict[str, int]] = {d: Counter() for d in names}
     for q in profile_set:
         for d in names:

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..types import Completion, Question
-from .aggregate import answer_as_text, discussion_round, llm_aggregate, vote
-from .experts import Seeds
-from .recruit import Recruitment
-
-if TYPE_CHECKING:
-    from ..run import Run
+from .grading import answer_key
+from .inference.aggregate import discussion_round, llm_aggregate
+from .inference.experts import Seeds, per_question, run_experts
+from .inference.recruit import Recruitment
+from .routing.decide import cascade, ranking, top_k, weights_for
+from .run import Run
+from .types import Completion, Question
+from .voting import answer_as_text, vote
 
 
 @dataclass
@@ -65,6 +66,19 @@ def synthesize(
     return Synthesis(finals, texts, aggregation, steps)
 
 
+def routed_plan(run: Run, questions: Sequence[Question], probabilities: Any, k: int) -> Recruitment:
+    """The learned routers' top-k plan: per question the k most likely correct pool models, best
+    first; their log-odds vote weights stand where a recruitment keeps its probabilities, so the
+    weighted vote of `synthesize` counts them (ties to the most likely expert)."""
+    order = top_k(probabilities, k)
+    return Recruitment(
+        models=run.experts,
+        question_ids=[q.id for q in questions],
+        experts=[[run.experts[m] for m in row] for row in order],
+        probabilities=weights_for(probabilities, [q.n_options for q in questions]),
+    )
+
+
 @dataclass
 class CascadeAnswers:
     """Per question: the final answer key, the pool-model indices asked (best first), their answer
@@ -88,10 +102,6 @@ def cascade_experts(
     """Ask pool models best-first by predicted correctness (routing.decide.cascade), one batched
     round per rank, until each question's weighted margin passes `margin` or `k_max` answered.
     `seed`: one for all questions or one per question (a served batch)."""
-    from ..grading import answer_key
-    from ..routing.decide import cascade, ranking, weights_for
-    from .experts import per_question, run_experts
-
     models, seeds = run.experts, per_question(seed, len(questions))
     completions: list[list[Completion]] = [[] for _ in questions]
 
@@ -102,6 +112,6 @@ def cascade_experts(
             completions[q].append(row[0])
         return [answer_key(row[0].text, question) for question, row in zip(subset, rows, strict=True)]
 
-    options = [len(q.choices) if q.choices else None for q in questions]
+    options = [q.n_options for q in questions]
     result = cascade(ranking(probabilities), weights_for(probabilities, options), margin, k_max, ask)
     return CascadeAnswers(result.answers, result.asked, result.responses, completions)
