@@ -112,19 +112,23 @@ def save(path: Path, data: dict[str, Any]) -> None:
 
 
 def plan(args: argparse.Namespace, runs: dict[str, Run]) -> list[tuple[str, str, bool, list[Question]]]:
-    """(model, unit, structured, questions) in the order they run: the first model's timing pair
-    and validation split, the other models' timing pairs, the first model's test split, then the
-    rest. Splits grow in chunks of `--chunk` questions, so results are written as they grow."""
-    timing = {
-        m: [(m, "time", True, t), (m, "time", False, t)]
-        for m in args.models
-        for t in [subsample(runs[m].validation, args.time_questions)]
-    }
+    """(model, unit, structured, questions) in the order they run, most needed first: the first
+    model's timing pair and first `--validation-first` validation questions, the other models'
+    timing pairs (`--time-questions-other`), the first model's test split, the rest of its
+    validation split, then the other models' splits. Splits grow in chunks of `--chunk`
+    questions and results are written after each, so a stop keeps every finished chunk."""
     first, rest = args.models[0], args.models[1:]
-    order = [*timing[first], *chunks(first, "validation", runs[first].validation, args.chunk)]
+    runs_first = runs[first]
+    sample = subsample(runs_first.validation, args.time_questions)
+    order = [(first, "time", True, sample), (first, "time", False, sample)]
+    validation = chunks(first, "validation", runs_first.validation, args.chunk)
+    head = args.validation_first // args.chunk
+    order += validation[:head]
     for model in rest:
-        order += timing[model]
-    order += chunks(first, "test", runs[first].test, args.chunk)
+        sample = subsample(runs[model].validation, args.time_questions_other)
+        order += [(model, "time", True, sample), (model, "time", False, sample)]
+    order += chunks(first, "test", runs_first.test, args.chunk)
+    order += validation[head:]
     for model in rest:
         order += chunks(model, "validation", runs[model].validation, args.chunk)
         order += chunks(model, "test", runs[model].test, args.chunk)
@@ -138,8 +142,12 @@ def plan(args: argparse.Namespace, runs: dict[str, Run]) -> list[tuple[str, str,
 
 
 def chunks(model: str, split: str, questions: list[Question], size: int) -> list[tuple[str, str, bool, list[Question]]]:
-    """Growing prefixes of a split (each unit re-reads the stored ones and adds `size` more)."""
-    return [(model, split, True, questions[: end + size]) for end in range(0, len(questions), size)]
+    """Growing sets of a split's questions (each unit re-reads the stored ones and adds `size`
+    more), spread over the split: MMLU-Pro files are sorted by category, so chunk j takes every
+    s-th question from offset j, and any number of finished chunks covers every category."""
+    step = -(-len(questions) // size)
+    spread = [q for offset in range(step) for q in questions[offset::step]]
+    return [(model, split, True, spread[: end + size]) for end in range(0, len(spread), size)]
 
 
 def run_unit(data: dict[str, Any], run: Run, unit: str, structured: bool, questions: list[Question]) -> None:
@@ -162,9 +170,11 @@ def run_unit(data: dict[str, Any], run: Run, unit: str, structured: bool, questi
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["smollm2", "gemma3"])
-    parser.add_argument("--time-questions", type=int, default=35)
+    parser.add_argument("--time-questions", type=int, default=35, help="timing subsample, first model")
+    parser.add_argument("--time-questions-other", type=int, default=10, help="timing subsample, other models")
+    parser.add_argument("--validation-first", type=int, default=150, help="validation questions before test")
     parser.add_argument("--free", choices=["timing", "validation", "all"], default="timing")
-    parser.add_argument("--chunk", type=int, default=50, help="questions added per unit of a split")
+    parser.add_argument("--chunk", type=int, default=25, help="questions added per unit of a split")
     parser.add_argument("--summarise-only", action="store_true", help="only re-read units already measured")
     args = parser.parse_args()
     runs = {(m, mode): open_run(m, mode) for m in args.models for mode in (True, False)}

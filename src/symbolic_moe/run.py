@@ -143,7 +143,7 @@ class Run:
 
     def annotate(
         self, questions: list[Question], completions: dict[str, list[Completion]] | None = None
-    ) -> dict[str, dict[str, list]]:
+    ) -> dict[str, dict[str, Any]]:
         """Keyword samples and kept keywords of any questions: {qid: {"samples", "kept"}}
         (`completions` receives each question's keyword generations)."""
         cfg = self.config.keywords

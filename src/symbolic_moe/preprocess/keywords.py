@@ -155,7 +155,7 @@ def annotate(
         top_p=base.top_p,
         max_tokens=config.token_limit,
         seed=base.seed,
-        json_schema=keyword_schema(config.max_length) if config.structured else None,
+        json_schema=json.dumps(keyword_schema(config.max_length)) if config.structured else None,
     )
     jobs = [
         Job(config.model, keyword_request(q, sample, config.structured), settings)
