@@ -49,13 +49,16 @@ def test_batched_sampled_answers_follow_the_schema(model: str, request: pytest.F
 
 @pytest.mark.slow
 @needs_smol
-def test_greedy_structured_is_the_same_alone_and_batched(smol: LlamaCppEngine) -> None:  # noqa: F811
+def test_greedy_structured_repeats_and_follows_the_schema(smol: LlamaCppEngine) -> None:  # noqa: F811
+    # (batched and one-at-a-time greedy texts of these longer prompts can differ with or without a
+    # schema: llama.cpp's batch kernels round differently, see llama_batch.py)
     settings = GenerationSettings(temperature=0.0, max_tokens=96, json_schema=SCHEMA)
     requests = _keyword_requests(samples=1)
-    batched = [c.text for c in smol.generate(requests, settings)]
-    alone = [smol.generate([r], settings)[0].text for r in requests]
-    assert batched == alone
-    for text in batched:
+    first = [c.text for c in smol.generate(requests, settings)]
+    assert [c.text for c in smol.generate(requests, settings)] == first
+    alone = smol.generate(requests[:1], settings)[0].text
+    assert smol.generate(requests[:1], settings)[0].text == alone
+    for text in [*first, alone]:
         _check_keywords(text)
 
 
