@@ -113,22 +113,22 @@ def save(path: Path, data: dict[str, Any]) -> None:
 
 def plan(args: argparse.Namespace, runs: dict[str, Run]) -> list[tuple[str, str, bool, list[Question]]]:
     """(model, unit, structured, questions) in the order they run, most needed first: the first
-    model's timing pair and first `--validation-first` validation questions, the other models'
-    timing pairs (`--time-questions-other`), the first model's test split, the rest of its
-    validation split, then the other models' splits. Splits grow in chunks of `--chunk`
+    model's timing pair, its first `--validation-first` validation and `--test-first` test
+    questions, the other models' timing pairs (`--time-questions-other`), the rest of the first
+    model's test and validation splits, then the other models' splits. Splits grow in chunks of `--chunk`
     questions and results are written after each, so a stop keeps every finished chunk."""
     first, rest = args.models[0], args.models[1:]
     runs_first = runs[first]
     sample = subsample(runs_first.validation, args.time_questions)
     order = [(first, "time", True, sample), (first, "time", False, sample)]
     validation = chunks(first, "validation", runs_first.validation, args.chunk)
-    head = args.validation_first // args.chunk
-    order += validation[:head]
+    test = chunks(first, "test", runs_first.test, args.chunk)
+    val_head, test_head = args.validation_first // args.chunk, args.test_first // args.chunk
+    order += validation[:val_head] + test[:test_head]
     for model in rest:
         sample = subsample(runs[model].validation, args.time_questions_other)
         order += [(model, "time", True, sample), (model, "time", False, sample)]
-    order += chunks(first, "test", runs_first.test, args.chunk)
-    order += validation[head:]
+    order += test[test_head:] + validation[val_head:]
     for model in rest:
         order += chunks(model, "validation", runs[model].validation, args.chunk)
         order += chunks(model, "test", runs[model].test, args.chunk)
@@ -171,8 +171,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["smollm2", "gemma3"])
     parser.add_argument("--time-questions", type=int, default=35, help="timing subsample, first model")
-    parser.add_argument("--time-questions-other", type=int, default=10, help="timing subsample, other models")
-    parser.add_argument("--validation-first", type=int, default=150, help="validation questions before test")
+    parser.add_argument("--time-questions-other", type=int, default=5, help="timing subsample, other models")
+    parser.add_argument("--validation-first", type=int, default=100, help="validation questions before test")
+    parser.add_argument("--test-first", type=int, default=50, help="test questions before other models")
     parser.add_argument("--free", choices=["timing", "validation", "all"], default="timing")
     parser.add_argument("--chunk", type=int, default=25, help="questions added per unit of a split")
     parser.add_argument("--summarise-only", action="store_true", help="only re-read units already measured")
