@@ -25,7 +25,7 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
-    @computed_field
+    @computed_field  # type: ignore[prop-decorator]  # pydantic's documented way; mypy cannot see through it
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens

@@ -162,7 +162,8 @@ class Mixture:
 
     def _skills(self, questions: list[Question]) -> tuple[dict[str, list[str]], dict[str, list[Completion]]]:
         """Each question's skills mapped onto the profiles, and its keyword generations."""
-        cfg, used = self.run.config.keywords, {}
+        cfg = self.run.config.keywords
+        used: dict[str, list[Completion]] = {}
         if cfg.skills_from_field:
             kept = keywords.skills_from_field(questions, cfg.skills_from_field)
         elif cfg.source == "embedding":

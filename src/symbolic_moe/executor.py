@@ -98,6 +98,31 @@ def describe_error(exc: BaseException) -> str:
     return text if isinstance(exc, SmoeError) else f"{type(exc).__name__}: {text}"
 
 
+def _generate_group(engine: Engine, group: ModelGroup, deliver: Deliver, chunk_size: int, done: set[str]) -> None:
+    """Generate every item of `group` on the loaded `engine`, by settings, `chunk_size` requests per
+    engine call, delivering each completion as it comes (its key then joins `done`)."""
+    by_settings: dict[GenerationSettings, list[tuple[str, ChatRequest]]] = defaultdict(list)
+    for key, request, settings in group.items:
+        by_settings[settings].append((key, request))
+    for settings, same in by_settings.items():
+        for start in range(0, len(same), chunk_size):
+            chunk = same[start : start + chunk_size]
+            stream = engine.generate_each([request for _, request in chunk], settings)
+            try:
+                while True:
+                    try:
+                        index, completion = next(stream)
+                    except StopIteration:
+                        break
+                    key = chunk[index][0]
+                    deliver(key, completion)
+                    done.add(key)
+            finally:
+                close = getattr(stream, "close", None)  # a generator: stop the engine's work now
+                if close is not None:
+                    close()
+
+
 def execute_group(
     engine: Engine, group: ModelGroup, deliver: Deliver, chunk_size: int = 16, slot: DeviceSlot | None = None
 ) -> GroupOutcome:
@@ -114,24 +139,7 @@ def execute_group(
             slot.acquire(f"{group.model}#{group.shard}", engine, footprint(engine, group.spec.memory_gb))
         else:
             engine.load()
-        by_settings: dict[GenerationSettings, list[tuple[str, ChatRequest]]] = defaultdict(list)
-        for key, request, settings in group.items:
-            by_settings[settings].append((key, request))
-        for settings, same in by_settings.items():
-            for start in range(0, len(same), chunk_size):
-                chunk = same[start : start + chunk_size]
-                stream = engine.generate_each([request for _, request in chunk], settings)
-                try:
-                    while True:
-                        try:
-                            index, completion = next(stream)
-                        except StopIteration:
-                            break
-                        key = chunk[index][0]
-                        deliver(key, completion)
-                        done.add(key)
-                finally:
-                    stream.close()
+        _generate_group(engine, group, deliver, chunk_size, done)
     except Exception as exc:  # the model failed: isolate it, keep everything delivered
         if isinstance(exc, _DeliverError):
             raise exc.cause from None
@@ -149,7 +157,15 @@ def execute_group(
     after = (stats.loads, stats.load_seconds, stats.unload_seconds, stats.generate_seconds)
     deltas = [a - b for a, b in zip(after, before, strict=True)]
     undone = [key for key, _, _ in group.items if key not in done] if error else []
-    return GroupOutcome(group.model, int(deltas[0]), *deltas[1:], error=error, undone=undone)
+    return GroupOutcome(
+        group.model,
+        loads=int(deltas[0]),
+        load_seconds=deltas[1],
+        unload_seconds=deltas[2],
+        generate_seconds=deltas[3],
+        error=error,
+        undone=undone,
+    )
 
 
 class _DeliverError(Exception):

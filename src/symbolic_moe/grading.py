@@ -202,7 +202,7 @@ def _parse(answer: str) -> list[Any]:
         # heavy: math-verify (and sympy) load only for math answers
         from math_verify import parse
 
-        return list(parse(f"\\boxed{{{answer}}}", parsing_timeout=_timeout()))  # type: ignore[arg-type]
+        return list(parse(f"\\boxed{{{answer}}}", parsing_timeout=_timeout()))
     except Exception:  # math-verify or sympy failing on odd input: fall back to strings
         return []
 

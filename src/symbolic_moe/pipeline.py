@@ -41,10 +41,12 @@ def synthesize(
     discussion: bool = False,
     write: bool = True,
     aggregator_settings: Sequence[Mapping[str, Any]] | None = None,
+    label: str = "",
 ) -> Synthesis:
     """Run the recruited experts and aggregate. `seed`: one for all questions or one per question;
-    `aggregator_settings`: per question, settings replacing the LLM aggregator's (max_tokens, ...)."""
-    outputs = run.expert_outputs(plan, seed, list(questions), write=write)
+    `aggregator_settings`: per question, settings replacing the LLM aggregator's (max_tokens, ...);
+    `label`: a prefix of the scheduler labels (results.json `plans`), e.g. "router "."""
+    outputs = run.expert_outputs(plan, seed, list(questions), write=write, label=f"{label}experts")
     steps: list[dict[str, list[Completion]]] = [{"experts": list(row)} for row in outputs]
     texts = [[c.text for c in row] for row in outputs]
     if discussion:
@@ -54,15 +56,17 @@ def synthesize(
             step["discussion"] = list(row)
     if aggregation == "llm":
         aggregator = run.aggregator()
-        completions = llm_aggregate(questions, texts, aggregator, run.scheduler, seed, settings=aggregator_settings)
+        completions = llm_aggregate(
+            questions, texts, aggregator, run.scheduler, seed, f"{label}aggregate", settings=aggregator_settings
+        )
         for step, completion in zip(steps, completions, strict=True):
             step["aggregator"] = [completion]
         return Synthesis([c.text for c in completions], texts, aggregator, steps)
     index = {m: i for i, m in enumerate(plan.models)}
     finals = []
-    for q, row, experts, probs in zip(questions, texts, plan.experts, plan.probabilities, strict=True):
+    for q, answers, experts, probs in zip(questions, texts, plan.experts, plan.probabilities, strict=True):
         weights = [float(probs[index[m]]) for m in experts] if aggregation == "weighted" else None
-        finals.append(answer_as_text(vote(q, row, weights), q))
+        finals.append(answer_as_text(vote(q, answers, weights), q))
     return Synthesis(finals, texts, aggregation, steps)
 
 

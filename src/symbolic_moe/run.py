@@ -274,12 +274,17 @@ class Run:
         )
 
     def expert_outputs(
-        self, plan: Recruitment, seed: Seeds, questions: list[Question] | None = None, write: bool = True
+        self,
+        plan: Recruitment,
+        seed: Seeds,
+        questions: list[Question] | None = None,
+        write: bool = True,
+        label: str = "experts",
     ) -> list[list[Completion]]:
         """The recruited experts' answers (batched per model), written as JSONL for the test split
-        (`seed`: one for all questions, or one per question when serving)."""
+        (`seed`: one for all questions, or one per question when serving; `label`: the scheduler's)."""
         questions = self.test if questions is None else questions
-        outputs = run_experts(questions, plan.experts, self.scheduler, seed)
+        outputs = run_experts(questions, plan.experts, self.scheduler, seed, label)
         if not write:
             return outputs
         with (self.out / f"expert_outputs_seed{seed}.jsonl").open("w") as f:

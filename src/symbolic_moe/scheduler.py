@@ -72,6 +72,13 @@ class Job:
     request: ChatRequest
     settings: GenerationSettings | None = None
 
+    @property
+    def question_id(self) -> str:
+        """The id of the question the request asks (every pipeline step's requests carry one)."""
+        if self.request.question_id is None:
+            raise ValueError(f"a job for {self.model} without a question id")
+        return self.request.question_id
+
 
 class ModelPool:
     """Named models; builds each engine on first use and keeps it (unloaded) for reuse."""
@@ -354,12 +361,13 @@ class _ProgressContext:
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
         )
-        self._progress.start()
-        task = self._progress.add_task(self.label, total=self.total)
+        progress = self._progress
+        progress.start()
+        task = progress.add_task(self.label, total=self.total)
 
         def advance(n: int) -> None:
             with self._lock:
-                self._progress.advance(task, n)
+                progress.advance(task, n)
 
         return advance
 

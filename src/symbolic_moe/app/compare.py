@@ -107,7 +107,7 @@ def print_compare(summary: dict[str, Any], console: Console | None = None) -> No
         table.add_column(column, justify="left" if column in ("category", "method", "models") else "right")
     last = None
     for name, m in summary["methods"].items():
-        first_info = next(iter(m["info"].values()), {})
+        first_info: dict[str, Any] = next(iter(m["info"].values()), {})
         category, label, models = describe(name, first_info)
         loads = sum(m["loads_per_seed"]) / max(len(m["loads_per_seed"]), 1)
         table.add_row(

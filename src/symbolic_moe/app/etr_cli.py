@@ -10,8 +10,6 @@ import typer
 
 from ..config import default_data_dir
 from ..errors import ConfigError
-from ..etr.data import read_questions, take_per_group
-from ..etr.train import TrainConfig
 from ..types import Question
 from .cli_errors import friendly
 
@@ -46,6 +44,9 @@ def _data(data_dir: Path | None) -> Path:
 
 
 def _questions(questions: Path | None, split: str, data_dir: Path | None, per_category: int | None) -> list[Question]:
+    # CLI start-up: the etr package loads its white-box engines (`smoe --help` stays quick)
+    from ..etr.data import read_questions, take_per_group
+
     path = questions or _data(data_dir) / "benchmarks" / "mmlu_pro" / f"{split}.jsonl"
     return take_per_group(read_questions(path), "category", per_category)
 
@@ -65,6 +66,7 @@ def _train(
 ) -> None:
     # CLI start-up: ETR loads llama.cpp/torch
     from ..etr.api import labelled_query_sets, replay_query_sets, train_plugins
+    from ..etr.train import TrainConfig
     from ..etr.whitebox import MetaLM
 
     if bool(replay) == bool(field):
@@ -134,6 +136,9 @@ def extend(
     """Train tokens for new experts and append them to an existing plug-in directory (old files
     untouched). The new tokens are trained against the old ones: besides their own query sets,
     every other question (and those in --anchors) must stay with the expert the head routes it to."""
+    # CLI start-up: the etr package loads its white-box engines
+    from ..etr.data import read_questions
+
     qs = _questions(questions, split, data_dir, per_category)
     extra = read_questions(anchors) if anchors else None
     _train(out, qs, replay, field, meta, data_dir, seed, epochs, lr, True, extra)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from ..etr.data import query_messages, read_questions, split_by_group, take_per_group
 from ..etr.extend import MODES, diagnostics, extend_head
+from ..etr.plugins import ExpertHead
 from ..etr.query_sets import QuerySets, downsample, loss_based, response_losses
 from ..etr.routing import route_states
 from ..etr.scoring import AnswerCache, meta_prompting_choice
@@ -79,17 +81,7 @@ def mmlu_expert(
     names = list(DOMAINS)
     lm, cache = MetaLM(meta_ref, n_threads=threads), HiddenCache(out_dir / "hidden")
     answers = AnswerCache(out_dir / "answers_mmlu_expert.json")
-    states = dict(zip([q.id for q in train], cache.last_states(lm, [query_messages(q) for q in train]), strict=True))
-    descriptions = [f"an expert in {DOMAINS[d]}" for d in names]
-    mpe: list[str] = []
-    for q in held:  # one question at a time, so every prompt below reuses the question's KV cache
-        states[q.id] = cache.last_states(lm, [query_messages(q)])[0]
-        if routing_only:
-            continue
-        for expert in [None, *names]:
-            answers.get(lm, q, query_messages(q), expert or "meta", None if expert is None else expert_suffix(expert))
-        mpe.append(names[meta_prompting_choice(lm, q, descriptions)])
-    answers.save()
+    states, mpe = _states_and_answers(lm, cache, answers, train, held, routing_only)
     eval_states = np.stack([states[q.id] for q in held])
     sets: dict[str, QuerySets] = {
         "domain": {d: downsample([q.id for q in train if q.field("domain") == d], 100, seed, d) for d in names}
@@ -103,25 +95,8 @@ def mmlu_expert(
         if kind == "domain":
             static_domain = static
     # ETR-Dynamic (Table 4): 4 experts at time 0, 2 trained later and appended (etr/extend.py)
-    held_domains = [str(q.field("domain")) for q in held]
-    anchors = [q.id for q in train]  # every training query the framework holds; the frozen head labels them
-    splits, diagnosis = [], {}
-    for split in range(dynamic_splits):
-        rng = np.random.default_rng(seed + split)
-        first = sorted(rng.choice(len(names), 4, replace=False).tolist())
-        group0, group1 = [names[i] for i in first], [n for i, n in enumerate(names) if i not in first]
-        head0 = train_head(lm, states, sets["domain"], group0, config)
-        row: dict[str, Any] = {"groups": [group0, group1]}
-        for mode in MODES:
-            grown = extend_head(lm.head, states, sets["domain"], group1, head0, config, mode, anchors)
-            chosen = [grown.names[i] for i in route_states(eval_states, grown)]
-            row[mode] = routing_accuracy(chosen, held)
-            if split == 0:
-                routes[f"etr_dynamic_{mode}"] = chosen
-                diagnosis[mode] = diagnostics(eval_states, grown, group1, held_domains)
-        if split == 0:
-            diagnosis["static"] = diagnostics(eval_states, static_domain, group1, held_domains)
-        splits.append(row)
+    dynamic = Dynamic(lm, states, sets["domain"], train, held, eval_states, config)
+    splits, diagnosis = dynamic.run(dynamic_splits, seed, static_domain, routes)
     if routing_only:
         return _routing_result(routes, held, sets, splits, diagnosis, config, seed, lm.model_id)
     routes["random"] = [names[i] for i in np.random.default_rng(seed).integers(0, len(names), len(held))]
@@ -132,28 +107,110 @@ def mmlu_expert(
     result = _score(lm, answers, held, routes)
     answers.save()
     result.update(
-        {
-            "setup": {
-                "meta_model": lm.model_id,
-                "experts": {d: expert_suffix(d) for d in names},
-                "seed": seed,
-                "train_questions": len(train),
-                "eval_questions": len(held),
-                "train_config": config.to_json(),
-                "query_set_sizes": {k: {d: len(v) for d, v in s.items()} for k, s in sets.items()},
-                "dynamic_groups": splits[0]["groups"],
-                "tau": tau,
-                "symbolic_moe_profile_questions_per_domain": profile_per_domain,
-            },
-            "dynamic_diagnostics": diagnosis,
-            "dynamic_splits": splits,
-            "query_set_domain_purity": {
-                k: {d: _purity(v, d, questions) for d, v in s.items()} for k, s in sets.items()
-            },
-        }
+        _description(lm, questions, train, held, sets, splits, diagnosis, config, seed, tau, profile_per_domain)
     )
     (out_dir / "mmlu_expert_routes.json").write_text(json.dumps({"ids": [q.id for q in held], **routes}))
     return result
+
+
+def _states_and_answers(
+    lm: MetaLM,
+    cache: HiddenCache,
+    answers: AnswerCache,
+    train: list[Question],
+    held: list[Question],
+    routing_only: bool,
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Hidden states of every question; unless `routing_only`, every expert's (and the meta
+    model's) answer to each held-out question and the meta-prompting choice of expert."""
+    names = list(DOMAINS)
+    states = dict(zip([q.id for q in train], cache.last_states(lm, [query_messages(q) for q in train]), strict=True))
+    descriptions = [f"an expert in {DOMAINS[d]}" for d in names]
+    mpe: list[str] = []
+    for q in held:  # one question at a time, so every prompt below reuses the question's KV cache
+        states[q.id] = cache.last_states(lm, [query_messages(q)])[0]
+        if routing_only:
+            continue
+        for expert in [None, *names]:
+            answers.get(lm, q, query_messages(q), expert or "meta", None if expert is None else expert_suffix(expert))
+        mpe.append(names[meta_prompting_choice(lm, q, descriptions)])
+    answers.save()
+    return states, mpe
+
+
+@dataclass
+class Dynamic:
+    """ETR-Dynamic (Table 4): 4 experts trained at time 0, 2 trained later and appended."""
+
+    lm: MetaLM
+    states: dict[str, np.ndarray]
+    domain_sets: QuerySets
+    train: list[Question]
+    held: list[Question]
+    eval_states: np.ndarray
+    config: TrainConfig
+
+    def run(
+        self, dynamic_splits: int, seed: int, static: ExpertHead, routes: dict[str, list[str]]
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """One row per seeded draw of the groups and the first draw's diagnostics (against the
+        `static` head too); the first draw's routes join `routes`."""
+        names, held = list(DOMAINS), self.held
+        held_domains = [str(q.field("domain")) for q in held]
+        anchors = [q.id for q in self.train]  # every training query the framework holds; the frozen head labels them
+        splits, diagnosis = [], {}
+        for split in range(dynamic_splits):
+            rng = np.random.default_rng(seed + split)
+            first = sorted(rng.choice(len(names), 4, replace=False).tolist())
+            group0, group1 = [names[i] for i in first], [n for i, n in enumerate(names) if i not in first]
+            head0 = train_head(self.lm, self.states, self.domain_sets, group0, self.config)
+            row: dict[str, Any] = {"groups": [group0, group1]}
+            for mode in MODES:
+                grown = extend_head(
+                    self.lm.head, self.states, self.domain_sets, group1, head0, self.config, mode, anchors
+                )
+                chosen = [grown.names[i] for i in route_states(self.eval_states, grown)]
+                row[mode] = routing_accuracy(chosen, held)
+                if split == 0:
+                    routes[f"etr_dynamic_{mode}"] = chosen
+                    diagnosis[mode] = diagnostics(self.eval_states, grown, group1, held_domains)
+            if split == 0:
+                diagnosis["static"] = diagnostics(self.eval_states, static, group1, held_domains)
+            splits.append(row)
+        return splits, diagnosis
+
+
+def _description(
+    lm: MetaLM,
+    questions: list[Question],
+    train: list[Question],
+    held: list[Question],
+    sets: dict[str, QuerySets],
+    splits: list[dict[str, Any]],
+    diagnosis: dict[str, Any],
+    config: TrainConfig,
+    seed: int,
+    tau: float,
+    profile_per_domain: int,
+) -> dict[str, Any]:
+    """What the result was computed with, beside the scores."""
+    return {
+        "setup": {
+            "meta_model": lm.model_id,
+            "experts": {d: expert_suffix(d) for d in DOMAINS},
+            "seed": seed,
+            "train_questions": len(train),
+            "eval_questions": len(held),
+            "train_config": config.to_json(),
+            "query_set_sizes": {k: {d: len(v) for d, v in s.items()} for k, s in sets.items()},
+            "dynamic_groups": splits[0]["groups"],
+            "tau": tau,
+            "symbolic_moe_profile_questions_per_domain": profile_per_domain,
+        },
+        "dynamic_diagnostics": diagnosis,
+        "dynamic_splits": splits,
+        "query_set_domain_purity": {k: {d: _purity(v, d, questions) for d, v in s.items()} for k, s in sets.items()},
+    }
 
 
 def _routing_result(

@@ -60,6 +60,7 @@ import llama_cpp
 
 from ..errors import EngineError
 from .llama_sequences import DecodeJob, DecodeResult, DecodeState, EarlyStart, Slot, make_sampler
+from .llama_vocab import LlamaVocab
 
 _CTX_ROUND = 256  # per-sequence context sizes are rounded up to this many cells
 _GGML_ERROR, _GGML_CONT = 4, 5  # ggml_log_level values (ggml.h)
@@ -77,8 +78,9 @@ def _log_callback(level: int, text: bytes, user_data: Any) -> None:
         print(text.decode("utf-8", errors="replace"), end="", file=sys.stderr, flush=True)
 
 
-class LlamaModel:
-    """A GGUF loaded in-process, plus a context sized on demand for `n_seq` x `n_ctx_seq`."""
+class LlamaModel(LlamaVocab):
+    """A GGUF loaded in-process, plus a context sized on demand for `n_seq` x `n_ctx_seq`; its
+    metadata and vocabulary through `LlamaVocab`."""
 
     def __init__(
         self,
@@ -124,66 +126,6 @@ class LlamaModel:
         self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(self.model)
         self.ctx: Any = None
         self.ctx_shape = (0, 0)  # (n_seq, n_ctx_seq) of the current context
-
-    # --- model facts -------------------------------------------------------------------------
-
-    def meta(self, key: str) -> str | None:
-        """A GGUF metadata value as a string, or None when the key is absent."""
-        size = 4096
-        while True:
-            buf = ctypes.create_string_buffer(size)
-            n = llama_cpp.llama_model_meta_val_str(self.model, key.encode(), buf, size)
-            if n < 0:
-                return None
-            if n < size:
-                return buf.value.decode("utf-8", errors="replace")
-            size = n + 1
-
-    def token_text(self, token: int) -> str:
-        """The vocabulary text of a token (e.g. the BOS string a chat template inserts)."""
-        if token < 0:
-            return ""
-        return llama_cpp.llama_vocab_get_text(self.vocab, token).decode("utf-8", errors="replace")
-
-    @property
-    def bos(self) -> int:
-        return int(llama_cpp.llama_vocab_bos(self.vocab))
-
-    @property
-    def eos(self) -> int:
-        return int(llama_cpp.llama_vocab_eos(self.vocab))
-
-    def tokenize(self, text: str, *, add_special: bool = False, parse_special: bool = True) -> list[int]:
-        data = text.encode("utf-8")
-        size = len(data) + 8
-        buf = (llama_cpp.llama_token * size)()
-        n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, size, add_special, parse_special)
-        if n < 0:
-            size = -n
-            buf = (llama_cpp.llama_token * size)()
-            n = llama_cpp.llama_tokenize(self.vocab, data, len(data), buf, size, add_special, parse_special)
-        return list(buf[:n])
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        """Tokens back to text, special tokens included (to inspect a prompt)."""
-        arr = (llama_cpp.llama_token * len(tokens))(*tokens)
-        size = 8 * len(tokens) + 16
-        buf = ctypes.create_string_buffer(size)
-        n = llama_cpp.llama_detokenize(self.vocab, arr, len(tokens), buf, size, False, True)
-        if n < 0:
-            size = -n
-            buf = ctypes.create_string_buffer(size)
-            n = llama_cpp.llama_detokenize(self.vocab, arr, len(tokens), buf, size, False, True)
-        return buf.raw[:n].decode("utf-8", errors="replace")
-
-    def piece(self, token: int) -> bytes:
-        """The bytes a generated token adds to the text (special tokens render as nothing)."""
-        buf = ctypes.create_string_buffer(64)
-        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, 64, 0, False)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
-        return buf.raw[:n]
 
     def check_grammar(self, grammar: str) -> None:
         """Raise EngineError when llama.cpp cannot compile `grammar` (GBNF) for this vocabulary."""
@@ -284,10 +226,10 @@ class LlamaModel:
                     slot = d.slots[s]
                     assert slot is not None
                     if not slot.tokens:  # the prompt is complete: hand it on before sampling
-                        d.held[s] = tuple(slot.job.prompt)
+                        prompt = d.held[s] = tuple(slot.job.prompt)
                         for follower in self._share_prompt(d, s, out_index):
                             self._release(d, follower)
-                        self._sample_starts(d, d.held[s], out_index)
+                        self._sample_starts(d, prompt, out_index)
                     token = slot.sampler.sample(self.ctx, out_index)
                     if self._advance(slot, token) is not None:
                         self._release(d, slot)

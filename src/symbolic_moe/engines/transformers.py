@@ -50,7 +50,6 @@ ETR's MetaLM on this backend (a `transformers:` prefix on the meta model referen
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import inspect
 import io
@@ -60,7 +59,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import Field
@@ -71,8 +70,8 @@ from .base import EngineOptions, TimedEngine, file_identity
 from .chat_template import PLAIN_STOP, merge_system, render_plain, with_system_prompt
 from .embedded import is_embedded, resolve_gguf
 from .json_constraint import SchemaConstraint, tokenizer_index
+from .torch_decoding import cache_of, pick_token, torch_module, trim_heap
 
-INSTALL = "pip install 'transformers>=5,<6' 'accelerate>=1.1' (both are symbolic-moe base dependencies)"
 # Chat end-of-turn markers llama.cpp counts as end of generation besides EOS (llama-vocab.cpp).
 END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>", "<|end_of_text|>")
 
@@ -95,24 +94,6 @@ class TransformersOptions(EngineOptions):
 OUTPUT_OPTIONS = frozenset({"dtype", "gguf_file", "revision", "chat_template", "system_prompt", "n_ctx"})
 
 
-def _torch() -> Any:
-    try:
-        # heavy: torch loads only when the model does
-        import torch
-        import transformers  # noqa: F401
-    except ImportError as exc:
-        raise EngineError(f"the transformers engine needs PyTorch and transformers: {INSTALL} ({exc})") from exc
-    return torch
-
-
-def _trim_heap() -> None:
-    """Give freed heap memory back to the OS. glibc keeps freed blocks below its (adaptive, up
-    to 32 MB) mmap threshold in the heap, where most weight tensors of a small model live, so
-    without this an unloaded model's memory stays in the process."""
-    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to do
-        ctypes.CDLL(None).malloc_trim(0)
-
-
 def locate(model: str, config: TransformersOptions) -> tuple[str, str | None, dict[str, Any]]:
     """(folder or hub id, GGUF file name or None, identity of the weights) for `model`."""
     if is_embedded(model) or model.endswith(".gguf"):
@@ -133,26 +114,6 @@ def locate(model: str, config: TransformersOptions) -> tuple[str, str | None, di
         return str(folder.resolve()), config.gguf_file, {"files": [file_identity(f) for f in files]}
     # A hub id: its revision (an output option) names the weights.
     return model, config.gguf_file, {"hub": model}
-
-
-def pick_token(logits: Any, temperature: float, top_p: float, generator: Any) -> int:
-    """One token from a row of logits (float32, CPU): greedy at temperature 0, else top-p on the
-    untempered distribution, then temperature, then a draw from `generator`."""
-    torch = _torch()
-    if temperature <= 0:
-        return int(torch.argmax(logits))
-    values, order = torch.sort(logits, descending=True)
-    if top_p < 1.0:
-        probs = torch.softmax(values, -1)
-        values = values.masked_fill((probs.cumsum(-1) - probs) >= top_p, float("-inf"))  # keeps the top one
-    probs = torch.softmax(values / temperature, -1)
-    return int(order[torch.multinomial(probs, 1, generator=generator)])
-
-
-def cache_of(output: Any) -> Any:
-    """The KV cache a forward pass returned (`cache` in newer transformers 5.x, else `past_key_values`)."""
-    cache = getattr(output, "cache", None)
-    return cache if cache is not None else output.past_key_values
 
 
 @dataclass
@@ -192,7 +153,7 @@ class TransformersEngine(TimedEngine):
     # --- lifecycle ---------------------------------------------------------------------------
 
     def _load(self) -> None:
-        torch = _torch()
+        torch = torch_module()
         # heavy: transformers loads only when the model does
         import transformers
 
@@ -212,7 +173,7 @@ class TransformersEngine(TimedEngine):
             with quiet:
                 tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
                 net = transformers.AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
-            net.to(self.config.device).eval()
+            cast(Any, net).to(self.config.device).eval()  # transformers' typing of `to` rejects a device string
         except (OSError, ValueError, RuntimeError, KeyError, AssertionError) as exc:
             # AssertionError: torch's "not compiled with CUDA enabled" for a device it lacks.
             raise EngineError(f"transformers could not load '{self.model}' on {self.config.device}: {exc}") from exc
@@ -229,8 +190,8 @@ class TransformersEngine(TimedEngine):
             self._schema_index = None
             self.__dict__.pop("end_ids", None)
             gc.collect()  # the model's tensors go now, not at some later collection
-            _trim_heap()
-            torch = _torch()
+            trim_heap()
+            torch = torch_module()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
@@ -291,7 +252,7 @@ class TransformersEngine(TimedEngine):
         with self._lock:
             if self.net is None:
                 raise EngineError(f"{self.model}: the engine was unloaded during generation")
-            torch = _torch()
+            torch = torch_module()
             n_ctx = self.config.n_ctx or int(getattr(self.net.config, "max_position_embeddings", 4096))
             prompts = []
             for i, request in enumerate(requests):
@@ -322,7 +283,7 @@ class TransformersEngine(TimedEngine):
     def _decode_batch(self, rows: list[_Row], settings: GenerationSettings) -> Iterator[tuple[int, Completion]]:
         """Prefill the left-padded prompts together, then decode one token per live row per step;
         a finished row leaves the batch and its KV cache."""
-        torch = _torch()
+        torch = torch_module()
         device = self.net.device
         width = max(len(r.prompt) for r in rows)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.end_ids)
@@ -381,7 +342,7 @@ class TransformersEngine(TimedEngine):
 
     def _forward(self, **inputs: Any) -> Any:
         # Inference mode per call, never across a `yield` (it is thread state the caller would inherit).
-        with _torch().inference_mode():
+        with torch_module().inference_mode():
             return self.net(**inputs)
 
     def _advance(self, row: _Row, token: int, stop: tuple[str, ...]) -> str | None:
@@ -421,7 +382,7 @@ class TransformersEngine(TimedEngine):
         return states if all_positions else states[-1]
 
     def _forward_states(self, tokens: Sequence[int]) -> np.ndarray:
-        torch = _torch()
+        torch = torch_module()
         self.load()
         if not tokens:
             raise EngineError("hidden states of an empty token sequence")
@@ -438,7 +399,7 @@ class TransformersEngine(TimedEngine):
 
     def logits(self, tokens: Sequence[int]) -> np.ndarray:
         """The model's own next-token logits after `tokens` (vocab,), through its full forward."""
-        torch = _torch()
+        torch = torch_module()
         self.load()
         with self._lock, torch.inference_mode():
             out = self.net(input_ids=torch.tensor([list(tokens)], device=self.net.device), logits_to_keep=1)

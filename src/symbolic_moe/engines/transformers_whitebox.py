@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import EngineError
 from ..types import Message
-from .transformers import TransformersEngine, cache_of, locate
+from .torch_decoding import cache_of
+from .transformers import TransformersEngine, locate
 
 # A meta model reference with this prefix runs on PyTorch.
 TRANSFORMERS_PREFIX = "transformers:"

@@ -126,6 +126,7 @@ class VLLMEngine(TimedEngine):
         {"dtype", "quantization", "max_model_len", "revision", "tokenizer", "trust_remote_code", "engine_args"}
     )
     kind: str = "vllm"
+    opts: VLLMOptions = field(init=False, repr=False)
     _process: Any = field(default=None, init=False, repr=False)
     _conn: Connection | None = field(default=None, init=False, repr=False)
 

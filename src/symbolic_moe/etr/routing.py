@@ -88,7 +88,8 @@ def decode(
     expert token that stopped decoding or None, finish reason)."""
     rows = np.zeros((0, lm.dim), np.float32) if expert_rows is None else expert_rows
     rng = np.random.default_rng(settings.seed)
-    context, out = list(tokens), []
+    context = list(tokens)
+    out: list[int] = []
     limit = settings.max_tokens if max_tokens is None else max_tokens
     vocab = lm.head.shape[0]
     while len(out) < limit:

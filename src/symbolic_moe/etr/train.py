@@ -46,7 +46,7 @@ def word_logsumexp(hidden: np.ndarray, head: np.ndarray, chunk: int = 256) -> np
     return out
 
 
-def expert_token_loss(hidden, targets, rows, lse_words, frozen=None):  # type: ignore[no-untyped-def]
+def expert_token_loss(hidden, targets, rows, lse_words, frozen=None):  # torch tensors (torch loads lazily)
     """Mean -log P(expert token target | query) over [W_V; frozen; rows] (torch tensors).
 
     hidden (n, d), targets (n,) indices into `rows` (the trained experts), rows (E, d),
@@ -101,7 +101,7 @@ def train_expert_tokens(
         torch.set_num_threads(threads)
 
 
-def _train(torch, hidden, targets, head, n_experts, config, frozen, lse_words):  # type: ignore[no-untyped-def]
+def _train(torch, hidden, targets, head, n_experts, config, frozen, lse_words):  # torch: the lazily loaded module
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     lse = word_logsumexp(hidden, head) if lse_words is None else lse_words

@@ -115,7 +115,7 @@ class HiddenCache:
     """Last-position hidden states on disk, one .npy per (meta model, prompt text), so training,
     extension and evaluation never recompute a query's state."""
 
-    root: Path
+    root: Path | None  # None: no cache, states are computed every time
 
     def _file(self, model_id: str, text: str) -> Path:
         assert self.root is not None

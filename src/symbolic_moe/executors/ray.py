@@ -27,6 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -144,7 +145,7 @@ class RayExecutor:
                 f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''})"
             ) from None
 
-    def warm(self, kinds: set[str] = frozenset()) -> None:
+    def warm(self, kinds: AbstractSet[str] = frozenset()) -> None:
         """Start worker processes (importing the engines) before the first group, so that start-up
         is paid once with the cluster, not by the groups: one per CPU of the cluster, at most 8."""
         # heavy: ray loads only when a Ray executor starts or joins a cluster

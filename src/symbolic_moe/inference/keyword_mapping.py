@@ -11,6 +11,7 @@ import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class KeywordEmbedder:
         self.model_name = model
         self.cache_path = Path(cache) if cache else None
         self._cache: dict[str, np.ndarray] = {}
-        self._model = None
+        self._model: Any = None  # a SentenceTransformer, loaded on first use
         if self.cache_path and self.cache_path.exists():
             with np.load(self.cache_path, allow_pickle=False) as data:
                 self._cache = dict(zip(data["texts"].tolist(), data["vectors"], strict=True))

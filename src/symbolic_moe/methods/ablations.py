@@ -40,10 +40,11 @@ def adaptive_aggregators(run: Run, plan: Recruitment, seed: int) -> list[str]:
     scores = score_matrix(run.profiles()["profiles"], plan.models, [mapped[q.id] for q in run.test])
     accuracy = run.validation_accuracy()
     index = {m: i for i, m in enumerate(plan.models)}
-    return [
-        max(experts, key=lambda m, row=row: (row[index[m]], accuracy.get(m, 0.0)))
-        for experts, row in zip(plan.experts, scores, strict=True)
-    ]
+
+    def best(experts: list[str], row: np.ndarray) -> str:
+        return max(experts, key=lambda m: (row[index[m]], accuracy.get(m, 0.0)))
+
+    return [best(experts, row) for experts, row in zip(plan.experts, scores, strict=True)]
 
 
 def task_best_aggregator(run: Run, plan: Recruitment, seed: int) -> list[str]:

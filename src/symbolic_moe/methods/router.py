@@ -34,7 +34,8 @@ def route_vote(
 ) -> tuple[list[Prediction], dict[str, Any]]:
     """The k most likely models per question answer (one batch); weighted vote or LLM synthesis."""
     plan = routed_plan(run, questions, probabilities, k)
-    result = synthesize(run, questions, plan, seed, "llm" if aggregation == "llm" else "weighted", write=False)
+    aggregate = "llm" if aggregation == "llm" else "weighted"
+    result = synthesize(run, questions, plan, seed, aggregate, write=False, label="router ")
     index = {m: i for i, m in enumerate(run.experts)}
     predictions = [
         Prediction.grade(

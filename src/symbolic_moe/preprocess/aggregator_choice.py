@@ -69,7 +69,7 @@ def score_candidates(
     completions = scheduler.run(jobs, label="aggregator benchmark")
     scores = {c: 0 for c in candidates}
     for job, completion in zip(jobs, completions, strict=True):
-        scores[job.model] += is_correct(completion.text, by_id[job.request.question_id])
+        scores[job.model] += is_correct(completion.text, by_id[job.question_id])
     return {c: scores[c] / len(items) for c in candidates}
 
 

@@ -166,7 +166,7 @@ def annotate(
     out = KeywordSamples({q.id: [] for q in questions})
     problems: dict[str, str] = {}
     for job, completion in zip(jobs, generated, strict=True):
-        qid = job.request.question_id
+        qid = job.question_id
         assert qid is not None
         keywords, problem = read_answer(completion, config.structured, config.max_length)
         out.samples[qid].append(keywords)

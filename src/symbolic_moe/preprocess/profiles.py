@@ -25,7 +25,7 @@ def answer_all(
     completions = scheduler.run(jobs, label=label)
     outputs: dict[str, dict[str, str | None]] = defaultdict(dict)
     for job, completion in zip(jobs, completions, strict=True):
-        outputs[job.model][job.request.question_id] = completion.text
+        outputs[job.model][job.question_id] = completion.text
     return dict(outputs)
 
 

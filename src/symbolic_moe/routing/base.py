@@ -65,7 +65,7 @@ def predictor(name: str) -> Callable[[type[Predictor]], type[Predictor]]:
     return wrap
 
 
-def shrink(successes: np.ndarray, trials: np.ndarray, prior: np.ndarray, strength: float) -> np.ndarray:
+def shrink(successes: np.ndarray, trials: np.ndarray | int, prior: np.ndarray, strength: float) -> np.ndarray:
     """Posterior mean of a rate under a Beta prior with mean `prior` worth `strength` questions."""
     return (successes + strength * prior) / (trials + strength)
 

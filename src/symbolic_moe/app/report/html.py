@@ -114,6 +114,63 @@ def _provenance(results: dict[str, Any]) -> str:
     )
 
 
+def _profiles_section(report: RunReport) -> str:
+    """The model x skill heatmap of the profiles."""
+    parts = ["<h2>Model profiles</h2>"]
+    n_skills = len({k for p in (report.profiles or {}).get("profiles", {}).values() for k in p})
+    if report.profiles and n_skills:
+        parts.append(
+            _figure(
+                figures.profile_heatmap(report.profiles["profiles"], report.profiles["accuracy"], TOP_SKILLS),
+                "model by skill profile heatmap",
+                f"Profile score per model and skill (+1 per right, -1 per wrong validation answer); the "
+                f"{min(TOP_SKILLS, n_skills)} of {n_skills} skills with the largest total |score|. "
+                "Rows: validation accuracy in brackets.",
+            )
+        )
+    else:
+        parts.append(_note(report.notes.get("profiles.json", "the profiles have no skill: no keyword was kept")))
+    return "".join(parts)
+
+
+def _categories_section(report: RunReport) -> str:
+    """Accuracy per category and method."""
+    parts = ["<h2>Accuracy per category</h2>"]
+    if report.category_accuracy:
+        acc = {m: {c: a for c, (a, _) in cats.items()} for m, cats in report.category_accuracy.items()}
+        sizes = next(iter(report.category_accuracy.values()))
+        parts.append(
+            _figure(
+                figures.method_by_group(acc, "accuracy %"),
+                "accuracy per category and method",
+                "Accuracy % per category, averaged over seeds. Questions per category: "
+                + ", ".join(f"{c} {n}" for c, (_, n) in sizes.items())
+                + ".",
+            )
+        )
+    else:
+        parts.append(_note(report.notes["categories"]))
+    return "".join(parts)
+
+
+def _routing_section(report: RunReport) -> str:
+    """ETR's routing accuracy per category."""
+    parts = ["<h2>ETR routing accuracy per category</h2>"]
+    if report.routing:
+        routing = {m: {c: a for c, (a, _) in cats.items()} for m, cats in report.routing.items()}
+        parts.append(
+            _figure(
+                figures.method_by_group(routing, "routing accuracy %"),
+                "ETR routing accuracy per category",
+                "Share of questions ETR hands to a pool model that answers them right, among the questions "
+                "some pool model answers right (from `oracle`, same seed).",
+            )
+        )
+    else:
+        parts.append(_note(report.notes["routing"]))
+    return "".join(parts)
+
+
 def run_html(report: RunReport) -> str:
     r = report.results
     parts = [
@@ -143,48 +200,7 @@ def run_html(report: RunReport) -> str:
         _figure(figures.selection_counts(s), f"selection counts, {s.title}", f"Recruitment plan of {s.title}.")
         for s in report.selections
     ] or [_note(report.notes["selections"])]
-    parts.append("<h2>Model profiles</h2>")
-    n_skills = len({k for p in (report.profiles or {}).get("profiles", {}).values() for k in p})
-    if report.profiles and n_skills:
-        parts.append(
-            _figure(
-                figures.profile_heatmap(report.profiles["profiles"], report.profiles["accuracy"], TOP_SKILLS),
-                "model by skill profile heatmap",
-                f"Profile score per model and skill (+1 per right, -1 per wrong validation answer); the "
-                f"{min(TOP_SKILLS, n_skills)} of {n_skills} skills with the largest total |score|. "
-                "Rows: validation accuracy in brackets.",
-            )
-        )
-    else:
-        parts.append(_note(report.notes.get("profiles.json", "the profiles have no skill: no keyword was kept")))
-    parts.append("<h2>Accuracy per category</h2>")
-    if report.category_accuracy:
-        acc = {m: {c: a for c, (a, _) in cats.items()} for m, cats in report.category_accuracy.items()}
-        sizes = next(iter(report.category_accuracy.values()))
-        parts.append(
-            _figure(
-                figures.method_by_group(acc, "accuracy %"),
-                "accuracy per category and method",
-                "Accuracy % per category, averaged over seeds. Questions per category: "
-                + ", ".join(f"{c} {n}" for c, (_, n) in sizes.items())
-                + ".",
-            )
-        )
-    else:
-        parts.append(_note(report.notes["categories"]))
-    parts.append("<h2>ETR routing accuracy per category</h2>")
-    if report.routing:
-        routing = {m: {c: a for c, (a, _) in cats.items()} for m, cats in report.routing.items()}
-        parts.append(
-            _figure(
-                figures.method_by_group(routing, "routing accuracy %"),
-                "ETR routing accuracy per category",
-                "Share of questions ETR hands to a pool model that answers them right, among the questions "
-                "some pool model answers right (from `oracle`, same seed).",
-            )
-        )
-    else:
-        parts.append(_note(report.notes["routing"]))
+    parts += [_profiles_section(report), _categories_section(report), _routing_section(report)]
     parts.append(_provenance(r))
     return _page(f"symbolic-moe report: {r['config']}", "".join(parts))
 
