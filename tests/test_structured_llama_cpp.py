@@ -9,6 +9,7 @@ import pytest
 from test_engine_llama_cpp import GEMMA, SMOL, _engine, gemma, needs_gemma, needs_smol, smol  # noqa: F401
 
 from symbolic_moe.engines.llama_cpp import LlamaCppEngine
+from symbolic_moe.engines.llama_sequences import check_grammar
 from symbolic_moe.errors import EngineError
 from symbolic_moe.preprocess.keywords import keyword_schema, parse_json_keywords
 from symbolic_moe.prompts import keyword_request
@@ -93,4 +94,4 @@ def test_a_grammar_llama_cpp_cannot_compile_is_an_engine_error(smol: LlamaCppEng
     smol.load()
     assert smol.llm is not None
     with pytest.raises(EngineError, match="could not compile the grammar"):
-        smol.llm.check_grammar('root ::= "a" undefined-rule')
+        check_grammar('root ::= "a" undefined-rule', smol.llm.vocab)

@@ -14,17 +14,29 @@ without (measured on the keyword schema). Its fast path for free strings does no
 and required keys hold, string lengths are the caller's to check (the keyword parser drops
 over-long keywords).
 
-The tokenizer's prefix tree is built once per engine (`TokenizerIndex`, a few seconds for a
-50k vocabulary); each generate call gets a fresh `SchemaConstraint` (its cache of parser states
-grows with the prefixes it has seen).
+The tokenizer's prefix tree is built once per tokenizer (`tokenizer_index`, a few seconds for a
+50k vocabulary, kept while the tokenizer lives); each generate call gets a fresh
+`SchemaConstraint` (its cache of parser states grows with the prefixes it has seen).
 """
 
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any
 
 from ..errors import EngineError
+
+_INDEXES: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()  # tokenizer -> its index
+
+
+def schema_constraint(tokenizer: Any, json_schema: str | None, model: str, end_ids: frozenset[int]) -> Any:
+    """The mask for a generate call with `json_schema` (a `SchemaConstraint`), None for free text."""
+    if json_schema is None:
+        return None
+    if tokenizer not in _INDEXES:
+        _INDEXES[tokenizer] = tokenizer_index(tokenizer)
+    return SchemaConstraint(_INDEXES[tokenizer], json_schema, model, end_ids)
 
 
 def tokenizer_index(tokenizer: Any) -> Any:

@@ -59,7 +59,7 @@ from typing import Any
 import llama_cpp
 
 from ..errors import EngineError
-from .llama_sequences import DecodeJob, DecodeResult, DecodeState, EarlyStart, Slot, make_sampler
+from .llama_sequences import DecodeJob, DecodeResult, DecodeState, EarlyStart, Slot, check_grammar, make_sampler
 from .llama_vocab import LlamaVocab
 
 _CTX_ROUND = 256  # per-sequence context sizes are rounded up to this many cells
@@ -126,10 +126,6 @@ class LlamaModel(LlamaVocab):
         self.n_ctx_train = llama_cpp.llama_model_n_ctx_train(self.model)
         self.ctx: Any = None
         self.ctx_shape = (0, 0)  # (n_seq, n_ctx_seq) of the current context
-
-    def check_grammar(self, grammar: str) -> None:
-        """Raise EngineError when llama.cpp cannot compile `grammar` (GBNF) for this vocabulary."""
-        make_sampler(DecodeJob(prompt=[0], max_tokens=1, grammar=grammar), self.vocab).free()
 
     # --- context -----------------------------------------------------------------------------
 
@@ -201,7 +197,7 @@ class LlamaModel(LlamaVocab):
             if not job.prompt:
                 raise EngineError(f"request {i}: empty prompt")
         for grammar in {job.grammar for job in jobs if job.grammar is not None}:
-            self.check_grammar(grammar)  # fail before decoding anything, not mid-batch
+            check_grammar(grammar, self.vocab)  # fail before decoding anything, not mid-batch
         n_seq = max(1, min(n_seq, len(jobs)))
         room = self.ensure_context(n_seq, n_ctx_seq)
         for i, job in enumerate(jobs):

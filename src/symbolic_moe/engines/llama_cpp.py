@@ -199,7 +199,10 @@ class LlamaCppEngine(TimedEngine):
     def grammar(self, json_schema: str) -> str:
         """The GBNF grammar of a JSON schema (checked against the loaded vocabulary)."""
         if json_schema not in self._grammars:
-            from llama_cpp.llama_grammar import json_schema_to_gbnf  # the C library loads with it
+            # both load the llama.cpp C library, which this module leaves until a model loads
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            from .llama_sequences import check_grammar  # (the same reason)
 
             try:
                 gbnf = json_schema_to_gbnf(json_schema)
@@ -207,7 +210,7 @@ class LlamaCppEngine(TimedEngine):
                 raise EngineError(f"{self.model}: cannot turn the JSON schema into a grammar: {exc!r}") from None
             assert self.llm is not None
             try:
-                self.llm.check_grammar(gbnf)
+                check_grammar(gbnf, self.llm.vocab)
             except EngineError as exc:
                 raise EngineError(f"{self.model}: {exc} made from the JSON schema") from None
             self._grammars[json_schema] = gbnf

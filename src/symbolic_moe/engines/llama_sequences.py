@@ -96,6 +96,11 @@ def make_sampler(job: DecodeJob, vocab: Any) -> SequenceSampler:
     return SequenceSampler(job, vocab)
 
 
+def check_grammar(grammar: str, vocab: Any) -> None:
+    """Raise EngineError when llama.cpp cannot compile `grammar` (GBNF) for this vocabulary."""
+    make_sampler(DecodeJob(prompt=[0], max_tokens=1, grammar=grammar), vocab).free()
+
+
 def _chain(job: DecodeJob) -> Any:
     """Greedy at temperature 0, else top-p, temperature and a seeded draw (the order llama.cpp's
     own samplers use)."""

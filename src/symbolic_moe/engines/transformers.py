@@ -38,9 +38,8 @@ text and is not counted; a stop string cuts the text (finish "stop"); the token 
 rejects the system role gets it merged into the first user turn, and a tokenizer without one gets
 the llama_cpp engine's plain "User: ...\\nAssistant:" prompt (same helpers, same stop).
 
-Structured generation: settings with a `json_schema` mask each step's logits to the tokens that
-keep the text a prefix of matching JSON (lm-format-enforcer; json_constraint.py says why that
-library), before the same sampling.
+Structured generation: a `json_schema` masks each step's logits to the tokens that keep the text
+a prefix of matching JSON (json_constraint.py: lm-format-enforcer, and why), then samples as above.
 
 White-box (ETR): `hidden_states` gives final-norm states (the base model's last_hidden_state),
 `head()` the output matrix W_V, so W_V @ h are the model's logits. transformers_whitebox.py puts
@@ -69,7 +68,7 @@ from ..types import ChatRequest, Completion, GenerationSettings, Message
 from .base import EngineOptions, TimedEngine, file_identity
 from .chat_template import PLAIN_STOP, merge_system, render_plain, with_system_prompt
 from .embedded import is_embedded, resolve_gguf
-from .json_constraint import SchemaConstraint, tokenizer_index
+from .json_constraint import schema_constraint
 from .torch_decoding import cache_of, pick_token, torch_module, trim_heap
 
 # Chat end-of-turn markers llama.cpp counts as end of generation besides EOS (llama-vocab.cpp).
@@ -136,7 +135,6 @@ class TransformersEngine(TimedEngine):
     kind: str = "transformers"
     net: Any = field(default=None, init=False, repr=False)  # the PreTrainedModel
     tokenizer: Any = field(default=None, init=False, repr=False)
-    _schema_index: Any = field(default=None, init=False, repr=False)  # json_constraint.tokenizer_index
     _cache_arg: str = field(default="past_key_values", init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -187,7 +185,6 @@ class TransformersEngine(TimedEngine):
         with self._lock:
             self.net = None
             self.tokenizer = None
-            self._schema_index = None
             self.__dict__.pop("end_ids", None)
             gc.collect()  # the model's tensors go now, not at some later collection
             trim_heap()
@@ -302,7 +299,7 @@ class TransformersEngine(TimedEngine):
         position = positions[:, -1:].to(device) + 1
         live = list(range(len(rows)))
         stop = tuple(settings.stop) + (PLAIN_STOP if self.plain else ())
-        constraint = self._constraint(settings)
+        constraint = schema_constraint(self.tokenizer, settings.json_schema, self.model, self.end_ids)
         while True:
             rows_logits = logits.float().cpu()
             picks, keep = [], []
@@ -331,14 +328,6 @@ class TransformersEngine(TimedEngine):
                 **{self._cache_arg: cache},
             )
             cache, logits, position = cache_of(out), out.logits[:, -1, :], position + 1
-
-    def _constraint(self, settings: GenerationSettings) -> SchemaConstraint | None:
-        """The JSON-schema mask for these settings (json_constraint.py), or None for free text."""
-        if settings.json_schema is None:
-            return None
-        if self._schema_index is None:
-            self._schema_index = tokenizer_index(self.tokenizer)
-        return SchemaConstraint(self._schema_index, settings.json_schema, self.model, self.end_ids)
 
     def _forward(self, **inputs: Any) -> Any:
         # Inference mode per call, never across a `yield` (it is thread state the caller would inherit).

@@ -72,12 +72,12 @@ def with_guided_decoding(params: dict[str, Any]) -> dict[str, Any]:
     schema = params.pop("json_schema", None)
     if schema is None:
         return params
-    try:  # vllm is only ever imported in the child process
-        from vllm.sampling_params import StructuredOutputsParams
+    try:
+        from vllm.sampling_params import StructuredOutputsParams  # vllm: only ever in the child process
 
         params["structured_outputs"] = StructuredOutputsParams(json=schema)
     except ImportError:
-        from vllm.sampling_params import GuidedDecodingParams
+        from vllm.sampling_params import GuidedDecodingParams  # the same, for vLLM before 0.10.2
 
         params["guided_decoding"] = GuidedDecodingParams(json=schema)
     return params

@@ -167,7 +167,6 @@ def annotate(
     problems: dict[str, str] = {}
     for job, completion in zip(jobs, generated, strict=True):
         qid = job.question_id
-        assert qid is not None
         keywords, problem = read_answer(completion, config.structured, config.max_length)
         out.samples[qid].append(keywords)
         if problem is not None:
