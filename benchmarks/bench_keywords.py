@@ -98,6 +98,11 @@ def summarise(rows: dict[str, Any], min_count: int = 2) -> dict[str, Any]:
         "unusable_answers": sum(row.get("invalid", 0) for row in rows.values()),
         "questions_with_unusable": sum(1 for row in rows.values() if row.get("invalid", 0)),
         "questions_all_unusable": sum(1 for row in rows.values() if row.get("invalid", 0) == len(row["samples"])),
+        "keep_share_by_filter": {
+            f"{mode} min{n}": float(np.mean([bool(k) for k in filter_keywords(samples, mode, n).values()]))
+            for mode in ("per_question", "global")
+            for n in (1, 2, 3)
+        },
     }
 
 
