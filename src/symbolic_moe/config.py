@@ -54,7 +54,10 @@ class KeywordConfig(_Strict):
 
     model: str = "smollm2"
     samples: int = Field(5, ge=1)
-    filter: Literal["per_question", "global"] = "per_question"
+    # global, 2: the best of per_question/global x min_count 1-3 in a 2-fold cross-validation of
+    # Symbolic-MoE on small16's validation split with structured SmolLM2 keywords (BENCHMARKS.md,
+    # issue 16; a small margin: 52.0 vs 49.7 % for the authors' per_question, 2)
+    filter: Literal["per_question", "global"] = "global"
     min_count: int = Field(2, ge=1)
     max_length: int = Field(20, ge=1)
     # None: 40 for free text (2-5 keywords fit; tiny models ramble on past them), 96 for JSON
