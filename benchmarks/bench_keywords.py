@@ -185,10 +185,10 @@ def main() -> None:
     args = parser.parse_args()
     runs = {(m, mode): open_run(m, mode) for m in args.models for mode in (True, False)}
     data = {m: load(RESULTS / f"keywords_{m}.json") for m in args.models}
+    measured = {(m, unit): entry["summary"]["n"] for m in args.models for unit, entry in data[m]["units"].items()}
     for model, unit, structured, questions in plan(args, {m: runs[m, True] for m in args.models}):
         mode = "structured" if structured else "free"
-        stored = data[model]["units"].get(f"{unit}/{mode}", {}).get("summary", {}).get("n", 0)
-        if args.summarise_only and stored < len(questions):
+        if args.summarise_only and measured.get((model, f"{unit}/{mode}"), 0) < len(questions):
             continue
         run_unit(data[model], runs[model, structured], unit, structured, questions)
         data[model]["model"] = model
