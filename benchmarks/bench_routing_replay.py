@@ -33,6 +33,7 @@ from symbolic_moe.config import load_config, resolve_data_dir
 from symbolic_moe.data import load_split
 from symbolic_moe.run import Run
 from symbolic_moe.stats import bootstrap_ci, paired_bootstrap_diff
+from symbolic_moe.types import Question
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"small16": "configs/replay-mmlu-pro-small16.toml", "all29": "configs/replay-mmlu-pro.toml"}
@@ -98,14 +99,16 @@ def cross_validate(
     work: Path,
     variants: dict[str, list[str]] | None = None,
     held_out: dict[str, np.ndarray] | None = None,
+    questions: list[Question] | None = None,
 ) -> dict[str, float]:
     """Routing accuracy per variant (default: per weighting; a variant is a list of `--set`s) with
-    profiles from one half of validation, scored on the other half, then swapped. `held_out`, when
-    given, receives each variant's seeds x validation-questions 0/1 matrix (both folds' held-out
-    halves side by side) for paired comparisons."""
+    profiles from one half of validation (or of `questions`), scored on the other half, then
+    swapped. `held_out`, when given, receives each variant's seeds x questions 0/1 matrix (both
+    folds' held-out halves side by side) for paired comparisons."""
     variants = variants or {w: [f"recruit.weighting={w}"] for w in WEIGHTINGS}
     cfg = load_config(ROOT / config)
-    questions = load_split(cfg.benchmark.path, "validation", resolve_data_dir(cfg))
+    if questions is None:
+        questions = load_split(cfg.benchmark.path, "validation", resolve_data_dir(cfg))
     halves = [questions[0::2], questions[1::2]]
     scores: dict[str, list[float]] = {v: [] for v in variants}
     parts: dict[str, list[np.ndarray]] = {v: [] for v in variants}
@@ -113,9 +116,7 @@ def cross_validate(
         folder = work / f"fold{fold}"
         folder.mkdir(parents=True, exist_ok=True)
         for name, part in (("validation", halves[fold]), ("test", halves[1 - fold])):
-            with (folder / f"{name}.jsonl").open("w") as f:
-                for q in part:
-                    f.write(json.dumps({**q.extra, **q.model_dump(exclude={"extra"})}) + "\n")
+            write_split(folder / f"{name}.jsonl", part)
         for name, extra in variants.items():
             sets = skill_settings(skills) + [f"benchmark.path={folder}"] + extra
             result = run_methods(config, sets, work / f"fold{fold}-{name}", ["symbolic_moe_vote"], seeds)
@@ -124,6 +125,13 @@ def cross_validate(
     if held_out is not None:
         held_out.update({name: np.concatenate(matrices, axis=1) for name, matrices in parts.items()})
     return {w: statistics.fmean(v) for w, v in scores.items()}
+
+
+def write_split(path: Path, questions: list[Question]) -> None:
+    """A benchmark split file holding exactly `questions` (ids kept, so stored answers match)."""
+    with path.open("w") as f:
+        for q in questions:
+            f.write(json.dumps({**q.extra, **q.model_dump(exclude={"extra"})}) + "\n")
 
 
 def main() -> None:

@@ -192,6 +192,11 @@ class Mixture:
         used: dict[str, list[Completion]] = {}
         if cfg.skills_from_field:
             kept = keywords.skills_from_field(questions, cfg.skills_from_field)
+        elif cfg.source == "embedding":
+            run = self.run
+            kept = keywords.skills_from_neighbours(
+                questions, run.validation, cfg.embedding_field, run.embedder, cfg.neighbours
+            )
         else:
             rows = self.run.annotate(questions, used)
             kept = {

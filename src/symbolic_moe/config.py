@@ -53,14 +53,33 @@ class BenchmarkConfig(_Strict):
 
 
 class KeywordConfig(_Strict):
+    """The keyword step (SPEC 4.1). `source`: "llm" (the keyword LLM) or "embedding" (no LLM:
+    the `embedding_field` labels of the nearest validation questions by MiniLM embedding)."""
+
     model: str = "smollm2"
     samples: int = Field(5, ge=1)
-    filter: Literal["per_question", "global"] = "per_question"
+    # global, 2: the best of per_question/global x min_count 1-3 in a 2-fold cross-validation of
+    # Symbolic-MoE on small16's validation split with structured SmolLM2 keywords (BENCHMARKS.md,
+    # issue 16; a small margin: 52.0 vs 49.7 % for the authors' per_question, 2)
+    filter: Literal["per_question", "global"] = "global"
     min_count: int = Field(2, ge=1)
     max_length: int = Field(20, ge=1)
-    max_tokens: int = Field(40, ge=1)  # 2-5 keywords fit; tiny models ramble on past them
+    # None: 40 for free text (2-5 keywords fit; tiny models ramble on past them), 96 for JSON
+    # (the schema bounds the answer; a cut one is invalid JSON)
+    max_tokens: int | None = Field(None, ge=1)
     temperature: float = 0.7
+    # JSON answers constrained by a schema (engines that refuse it answer free text, parsed leniently)
+    structured: bool = True
     skills_from_field: str | None = None
+    source: Literal["llm", "embedding"] = "llm"
+    embedding_field: str = "category"
+    neighbours: int = Field(5, ge=1, description="embedding: labelled neighbours per question")
+
+    @property
+    def token_limit(self) -> int:
+        if self.max_tokens is not None:
+            return self.max_tokens
+        return 96 if self.structured else 40
 
 
 class RecruitConfig(_Strict):
@@ -174,7 +193,8 @@ class RunConfig(_Strict):
     def check_references(self) -> None:
         """Every setting that names a model names one of [pool] or [models] (checked by
         `Run.check`, before the first generation; a config may leave unused defaults dangling)."""
-        references = [("keywords.model", None if self.keywords.skills_from_field else self.keywords.model)]
+        no_llm = self.keywords.skills_from_field or self.keywords.source == "embedding"
+        references = [("keywords.model", None if no_llm else self.keywords.model)]
         references.append(("aggregator.model", self.aggregator.model))
         references += [("aggregator.candidates", name) for name in self.aggregator.candidates or []]
         for setting, name in references:

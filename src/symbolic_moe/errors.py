@@ -25,3 +25,8 @@ class MissingExtraError(SmoeError):
             f"{purpose} needs the optional package '{package}': "
             f"pip install 'symbolic-moe[{extra}]' (or pip install {package})"
         )
+
+
+class StructuredOutputWarning(UserWarning):
+    """A structured answer was unusable or an engine refused a schema: the run goes on (the
+    question falls back to no skills, or the engine to free text), and this says so once."""

@@ -6,14 +6,18 @@ from collections.abc import Sequence
 
 from .types import ChatRequest, Question
 
-KEYWORDS = (
+# The authors' keyword prompt (annotate_keywords.py), kept apart from the answer format line:
+# their own line for free text, a JSON line for structured answers (the schema enforces it).
+KEYWORDS_TASK = (
     "Question: {question}\n\n"
     "What are the core knowledge, subjects or skills needed to solve this problem? "
     "List 2-5 keywords separated in comma. Example keywords: psychology, virology, behavioral theory, "
     "microbiology, diplomacy, political science, property law, finance, business. "
-    "Give ONLY the keywords, no other words or explanation.\n\n"
-    "Follow this format: Keywords: <keyword1>, <keyword2>..."
+    "Give ONLY the keywords, no other words or explanation."
 )
+KEYWORDS_FORMAT_TEXT = "Follow this format: Keywords: <keyword1>, <keyword2>..."
+KEYWORDS_FORMAT_JSON = 'Answer in JSON: {"keywords": [...]}'
+KEYWORDS = KEYWORDS_TASK + "\n\n" + KEYWORDS_FORMAT_TEXT
 
 _ANSWER_CHOICE = (
     'Provide your step-by-step reasoning first, and then print "The answer is (X)" where X is the '
@@ -65,8 +69,10 @@ def answer_instruction(question: Question) -> str:
     return _ANSWER_MATH if question.is_math else _ANSWER_CHOICE
 
 
-def keyword_request(question: Question, sample: int) -> ChatRequest:
-    return ChatRequest.user(KEYWORDS.format(question=question.question), question.id, sample)
+def keyword_request(question: Question, sample: int, structured: bool = False) -> ChatRequest:
+    fmt = KEYWORDS_FORMAT_JSON if structured else KEYWORDS_FORMAT_TEXT
+    text = KEYWORDS_TASK.format(question=question.question) + "\n\n" + fmt
+    return ChatRequest.user(text, question.id, sample)
 
 
 def cot_request(question: Question, sample: int = 0, suffix: str = "") -> ChatRequest:

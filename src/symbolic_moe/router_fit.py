@@ -58,6 +58,11 @@ def skills_of(run: Run, split: str, questions: Sequence[Question]) -> dict[str, 
         return run.keywords("validation")
     if split == run.config.benchmark.test and list(questions) == run.test:
         return run.mapped_keywords()
+    if run.config.keywords.source == "embedding":
+        cfg = run.config.keywords
+        return keyword_step.skills_from_neighbours(
+            questions, run.validation, cfg.embedding_field, run.embedder, cfg.neighbours
+        )
     annotated = run.annotate(list(questions))
     return run.map_to_profiles({qid: row["kept"] for qid, row in annotated.items()})
 

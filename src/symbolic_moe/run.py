@@ -56,6 +56,8 @@ class Run:
             split_groups=config.scheduler.split_groups,
             executor=make_executor(config, self.pool),
         )
+        # Per split: questions left without skills and unusable keyword answers (results.json).
+        self.keyword_fallbacks: dict[str, dict[str, int]] = {}
 
     # -- data -----------------------------------------------------------------------------
 
@@ -120,23 +122,36 @@ class Run:
         questions = self.split(split)
         if cfg.skills_from_field:
             return keywords.skills_from_field(questions, cfg.skills_from_field)
+        if cfg.source == "embedding":
+            labelled = self.validation
+            return keywords.skills_from_neighbours(
+                questions, labelled, cfg.embedding_field, self.embedder, cfg.neighbours
+            )
 
         def compute() -> dict:
             return self.annotate(questions)
 
         depends = [cfg.model_dump(), self.config.spec(cfg.model).model_dump(), self._ids(split)]
         data = self.artifact(f"keywords_{split}.json", depends, compute)
+        self.keyword_fallbacks[split] = {
+            "questions": len(data),
+            "without_skills": sum(1 for row in data.values() if not row["kept"]),
+            "unusable_answers": sum(row.get("invalid", 0) for row in data.values()),
+            "questions_with_unusable_answers": sum(1 for row in data.values() if row.get("invalid", 0)),
+        }
         return {qid: row["kept"] for qid, row in data.items()}
 
     def annotate(
         self, questions: list[Question], completions: dict[str, list[Completion]] | None = None
-    ) -> dict[str, dict[str, list]]:
+    ) -> dict[str, dict[str, Any]]:
         """Keyword samples and kept keywords of any questions: {qid: {"samples", "kept"}}
         (`completions` receives each question's keyword generations)."""
         cfg = self.config.keywords
-        samples = keywords.annotate(questions, self.scheduler, cfg, completions)
+        answered = keywords.annotate(questions, self.scheduler, cfg, completions)
+        samples = answered.samples
         kept = keywords.filter_keywords(samples, cfg.filter, cfg.min_count)
-        return {qid: {"samples": samples[qid], "kept": kept[qid]} for qid in samples}
+        invalid = answered.invalid
+        return {qid: {"samples": samples[qid], "kept": kept[qid], "invalid": invalid.get(qid, 0)} for qid in samples}
 
     def validation_outputs(self) -> dict[str, dict[str, str | None]]:
         """Every pool model's CoT answer to every validation question: {model: {qid: text}}."""

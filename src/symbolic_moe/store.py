@@ -10,11 +10,12 @@ journal makes each commit atomic: no half-written row is ever seen.
 
 The key (`generation_key`) covers everything that determines the output: the engine's identity
 (kind, model, output-changing options, model file path/size/mtime; `Engine.identity()`), the
-messages, question id, sample index and generation settings. Each row also keeps the identity,
-tokens and seconds, so a resumed run can account for what an earlier process generated, and the
-cost the backend recorded for the call (`cost_usd`, e.g. a replay record's `cost`; NULL when it
-recorded none). Prices are not stored: the scheduler prices every generation when it hands it
-out, so a changed price needs no new generation.
+messages, question id, sample index and generation settings (a JSON schema for structured
+generation included; settings without one hash as they did before the schema existed). Each row
+also keeps the identity, tokens and seconds, so a resumed run can account for what an earlier
+process generated, and the cost the backend recorded for the call (`cost_usd`, e.g. a replay
+record's `cost`; NULL when it recorded none). Prices are not stored: the scheduler prices every
+generation when it hands it out, so a changed price needs no new generation.
 
 The file carries a schema version (`meta` table). Schema 1 stores (keys without engine options
 or model file identity) cannot be matched to their engine settings: opening one is a clear
@@ -77,7 +78,7 @@ def generation_key(
         "messages": list(request.messages),
         "question_id": request.question_id,
         "sample": request.sample,
-        "settings": settings.model_dump(mode="json"),
+        "settings": settings.key_payload(),
     }
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()

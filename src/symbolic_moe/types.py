@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Question(BaseModel):
@@ -37,7 +38,14 @@ class Question(BaseModel):
 
 
 class GenerationSettings(BaseModel):
-    """How one model generates. One pydantic model for every engine."""
+    """How one model generates. One pydantic model for every engine.
+
+    `json_schema`: the answer must be JSON matching this schema (structured generation). Given
+    as a dict or JSON text, it is kept as canonical JSON text, so settings stay hashable (the
+    executor groups requests by settings) and two spellings of one schema are one store key.
+    Engines constrain decoding with it (llama.cpp grammar, OpenAI `response_format`, a logits
+    processor, vLLM guided decoding); None (the default) is free text and leaves store keys as
+    they were before the field existed (see `key_payload`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -46,6 +54,31 @@ class GenerationSettings(BaseModel):
     max_tokens: int = Field(4096, gt=0)
     seed: int = 0
     stop: tuple[str, ...] = ()
+    json_schema: str | None = None
+
+    @field_validator("json_schema", mode="before")
+    @classmethod
+    def _canonical_schema(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"not JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise ValueError("a JSON schema is a JSON object")
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    @property
+    def response_schema(self) -> dict[str, Any] | None:
+        """The JSON schema as a dict, or None for free text."""
+        return json.loads(self.json_schema) if self.json_schema is not None else None
+
+    def key_payload(self) -> dict[str, Any]:
+        """The settings as they enter a store key: without a schema exactly as before the
+        schema existed, so stores written then stay valid; with one, the schema is part of it."""
+        return self.model_dump(mode="json", exclude={"json_schema"} if self.json_schema is None else set())
 
 
 Message = dict[str, str]

@@ -68,9 +68,11 @@ def annotate(config: ConfigArg, set_: SetOpt = None, out: OutOpt = None, data_di
     for split in ("validation", "test"):
         kws = run.keywords(split)
         empty = sum(1 for k in kws.values() if not k)
+        unusable = run.keyword_fallbacks.get(split, {}).get("unusable_answers", 0)
         console.print(
             f"{split}: {len(kws)} questions, {len({k for v in kws.values() for k in v})} "
             f"distinct keywords, {empty} questions without a kept keyword"
+            + (f", {unusable} unusable structured answers" if unusable else "")
         )
 
 

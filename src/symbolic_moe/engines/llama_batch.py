@@ -25,11 +25,12 @@ Design choices (why):
   single row for some weight types (llamafile tinyBLAS for Q4_0/Q5_0/Q8_0, repacked Q4_K). Their
   float rounding differs slightly, so near-ties in greedy decoding can flip. Measured on 16
   sequences x 128 tokens: SmolLM2 (Q4_1) 16/16 identical, Gemma-3-270M (Q5_0/Q4_K) 11-12/16.
-- Each sequence has its own sampler chain seeded from the request, so draws do not depend on
-  which other sequences share the batch. The logits still can, slightly (see above): with long
-  prompts of different lengths in one batch (chain-of-thought prompts, 16 wide), seeded samples
-  at temperature 0.7 were measured to differ from one-at-a-time decoding in 13 of 15 texts,
-  while greedy texts agreed (SmolLM2). Short prompts agree in the tests on both models.
+- Each sequence has its own sampler chain seeded from the request (and its own grammar state
+  when the job has a grammar), so draws do not depend on which other sequences share the
+  batch. The logits still can, slightly (see above): with long prompts of different lengths in
+  one batch (chain-of-thought prompts, 16 wide), seeded samples at temperature 0.7 were measured
+  to differ from one-at-a-time decoding in 13 of 15 texts, while greedy texts agreed (SmolLM2).
+  Short prompts agree in the tests on both models.
 - Prompt sharing (`share_prompts`): several samples of one prompt (the keyword step asks for 5,
   Self-Consistency for 5) prefill it once. When a prompt has been decoded, every job with the same
   prompt samples its first token from those logits with its own seeded sampler: a job already in
@@ -58,7 +59,7 @@ from typing import Any
 import llama_cpp
 
 from ..errors import EngineError
-from .llama_sequences import DecodeJob, DecodeResult, DecodeState, EarlyStart, Slot, make_sampler
+from .llama_sequences import DecodeJob, DecodeResult, DecodeState, EarlyStart, Slot, check_grammar, make_sampler
 from .llama_vocab import LlamaVocab
 
 _CTX_ROUND = 256  # per-sequence context sizes are rounded up to this many cells
@@ -195,6 +196,8 @@ class LlamaModel(LlamaVocab):
         for i, job in enumerate(jobs):
             if not job.prompt:
                 raise EngineError(f"request {i}: empty prompt")
+        for grammar in {job.grammar for job in jobs if job.grammar is not None}:
+            check_grammar(grammar, self.vocab)  # fail before decoding anything, not mid-batch
         n_seq = max(1, min(n_seq, len(jobs)))
         room = self.ensure_context(n_seq, n_ctx_seq)
         for i, job in enumerate(jobs):
@@ -223,7 +226,7 @@ class LlamaModel(LlamaVocab):
                         for follower in self._share_prompt(d, s, out_index):
                             self._release(d, follower)
                         self._sample_starts(d, prompt, out_index)
-                    token = llama_cpp.llama_sampler_sample(slot.sampler, self.ctx, out_index)
+                    token = slot.sampler.sample(self.ctx, out_index)
                     if self._advance(slot, token) is not None:
                         self._release(d, slot)
                 while d.finished:
@@ -234,9 +237,9 @@ class LlamaModel(LlamaVocab):
         finally:
             for slot in d.slots:
                 if slot is not None:
-                    llama_cpp.llama_sampler_free(slot.sampler)
+                    slot.sampler.free()
             for start in d.starts.values():
-                llama_cpp.llama_sampler_free(start.sampler)
+                start.sampler.free()
             llama_cpp.llama_batch_free(batch)
 
     def _admit(self, d: DecodeState, index: int, job: DecodeJob, free: list[int], copied: set[int]) -> None:
@@ -249,9 +252,9 @@ class LlamaModel(LlamaVocab):
         holders = [h for h, held in enumerate(d.held) if start and held == start.prompt and h not in copied]
         if start is None or not holders:
             if start is not None:
-                llama_cpp.llama_sampler_free(start.sampler)
+                start.sampler.free()
             s = self._take_stream(d, free)
-            slot = Slot(index, job, limit, make_sampler(job), time.perf_counter())
+            slot = Slot(index, job, limit, make_sampler(job, self.vocab), time.perf_counter())
             slot.donor = self._donor_for(d.slots, job) if self.share_prompts else None
             d.slots[s] = slot
             return
@@ -287,8 +290,8 @@ class LlamaModel(LlamaVocab):
         same prompt, each with its own sampler (a seeded draw does not depend on when it is made)."""
         for index in d.twins.get(prompt, ()):
             if not d.admitted[index] and index not in d.starts:
-                sampler = make_sampler(d.jobs[index])
-                token = llama_cpp.llama_sampler_sample(sampler, self.ctx, out_index)
+                sampler = make_sampler(d.jobs[index], self.vocab)
+                token = sampler.sample(self.ctx, out_index)
                 d.starts[index] = EarlyStart(prompt, sampler, token)
 
     @staticmethod
@@ -317,7 +320,7 @@ class LlamaModel(LlamaVocab):
             follower.donor = None
             follower.fed = len(follower.job.prompt)
             self.shared_prompt_tokens += follower.fed
-            token = llama_cpp.llama_sampler_sample(follower.sampler, self.ctx, out_index)
+            token = follower.sampler.sample(self.ctx, out_index)
             if self._advance(follower, token) is not None:
                 finished.append(follower)
         return finished
@@ -366,7 +369,7 @@ class LlamaModel(LlamaVocab):
         s = next(i for i, other in enumerate(d.slots) if other is slot)
         d.results[slot.index] = slot.result
         d.finished.append(slot.index)
-        llama_cpp.llama_sampler_free(slot.sampler)
+        slot.sampler.free()
         if not d.needed(d.held[s]):
             llama_cpp.llama_memory_seq_rm(d.memory, s, -1, -1)
             d.held[s] = None

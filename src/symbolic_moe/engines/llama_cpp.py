@@ -38,6 +38,12 @@ way llama-cpp-python's Jinja2ChatFormatter does; engines/chat_template.py); a mo
 "User: ...\nAssistant:", stops at "\nUser:", and has the space after "Assistant:" stripped.
 Sampling: greedy at temperature 0, else top-p + temperature with seed `settings.seed +
 request.sample`, so repeated samples differ and reruns repeat.
+
+Structured generation: settings with a `json_schema` are turned into a GBNF grammar by
+llama-cpp-python's own converter (`llama_grammar.json_schema_to_gbnf`, the one its server uses),
+and each sequence samples through llama.cpp's grammar sampler (llama_sequences.make_sampler).
+A schema the converter or llama.cpp cannot compile is an EngineError naming the model, raised
+before anything is decoded.
 """
 
 from __future__ import annotations
@@ -136,6 +142,7 @@ class LlamaCppEngine(TimedEngine):
     template: ChatTemplate | None = field(default=None, init=False, repr=False)
     # One llama.cpp context must not decode from two threads at once (ctypes releases the GIL).
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _grammars: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # by schema text
 
     @property
     def config(self) -> LlamaCppOptions:
@@ -193,6 +200,26 @@ class LlamaCppEngine(TimedEngine):
         # add_bos=False); the plain template relies on the model's add-BOS setting.
         return self.llm.tokenize(text, add_special=self.template.is_plain, parse_special=True)
 
+    def grammar(self, json_schema: str) -> str:
+        """The GBNF grammar of a JSON schema (checked against the loaded vocabulary)."""
+        if json_schema not in self._grammars:
+            # both load the llama.cpp C library, which this module leaves until a model loads
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            from .llama_sequences import check_grammar  # (the same reason)
+
+            try:
+                gbnf = json_schema_to_gbnf(json_schema)
+            except Exception as exc:  # the converter raises assorted errors (asserts, KeyError...)
+                raise EngineError(f"{self.model}: cannot turn the JSON schema into a grammar: {exc!r}") from None
+            assert self.llm is not None
+            try:
+                check_grammar(gbnf, self.llm.vocab)
+            except EngineError as exc:
+                raise EngineError(f"{self.model}: {exc} made from the JSON schema") from None
+            self._grammars[json_schema] = gbnf
+        return self._grammars[json_schema]
+
     def _generate_each(
         self, requests: list[ChatRequest], settings: GenerationSettings
     ) -> Iterator[tuple[int, Completion]]:
@@ -211,6 +238,7 @@ class LlamaCppEngine(TimedEngine):
         # Without a chat template nothing marks the end of the answer: a base model goes on to
         # write the next "User:" turn itself, so that line ends the completion.
         stop = tuple(settings.stop) + (PLAIN_STOP if self.template.is_plain else ())
+        grammar = self.grammar(settings.json_schema) if settings.json_schema is not None else None
         jobs = []
         for i, request in enumerate(requests):
             tokens = self.request_tokens(request)
@@ -228,6 +256,7 @@ class LlamaCppEngine(TimedEngine):
                     top_p=settings.top_p,
                     seed=settings.seed + request.sample,
                     stop=stop,
+                    grammar=grammar,
                 )
             )
         # One request decodes alone; several share the batch. Both run the same code, so greedy

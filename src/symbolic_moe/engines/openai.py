@@ -9,6 +9,15 @@ sets the wait instead, capped at `max_backoff`. Other 4xx answers are the caller
 at once, naming the model and the status. When one request fails for good, no new request of
 the batch is started; those in flight finish (and are handed back), then the error is raised.
 
+Structured generation: settings with a `json_schema` send `response_format`, first as
+`json_schema` (OpenAI, vLLM, SGLang, llama.cpp's C++ server), then, when the server refuses it
+(HTTP 400/404/415/422/501 whose message names the format, or a 500 naming response_format), as
+`json_object` with the schema beside it (llama-cpp-python's server reads it there), then as plain
+`json_object`, then not at all: the answer is free text and the caller parses it leniently. Each
+step down is remembered for the model (the engine instance) and announced by one
+StructuredOutputWarning naming the model and the server's message; later requests start at the
+remembered step.
+
 Options: `base_url` changes outputs (another server, another model behind it) and is part of
 the store key; `api_key_env`, `concurrency`, `timeout`, `max_retries`, `backoff`, `max_backoff`
 are speed-only.
@@ -18,8 +27,10 @@ from __future__ import annotations
 
 import email.utils
 import os
+import re
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -30,12 +41,17 @@ import httpx
 from pydantic import Field, field_validator
 from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from ..errors import EngineError
+from ..errors import EngineError, StructuredOutputWarning
 from ..types import ChatRequest, Completion, GenerationSettings
 from .base import EngineOptions, TimedEngine
 
 # 408 (request timeout) and 409 (some gateways' "busy") are transient like 429 and 5xx.
 _RETRY_STATUS = {408, 409, 429}
+# How servers refuse a response_format they do not support: the status, and the message naming it.
+_REFUSAL_STATUS = {400, 404, 415, 422, 501}
+_REFUSAL_TEXT = re.compile(r"response_format|json_schema|json_object|schema|grammar|guided", re.IGNORECASE)
+# The ways to ask for a JSON answer, most specific first; "text" asks for none.
+FORMATS = ("json_schema", "json_object_schema", "json_object", "text")
 
 
 class OpenAIOptions(EngineOptions):
@@ -89,6 +105,9 @@ class OpenAIEngine(TimedEngine):
     kind: str = "openai"
     base_url: str = field(init=False)
     _client: httpx.Client | None = field(default=None, init=False, repr=False)
+    # the most specific response_format this model's server accepted (see the module docstring)
+    format_mode: str = field(default=FORMATS[0], init=False)
+    _format_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -191,7 +210,25 @@ class OpenAIEngine(TimedEngine):
         }
         if settings.stop:  # some servers reject an empty list
             body["stop"] = list(settings.stop)
+        schema = settings.response_schema
+        if schema is not None and self.format_mode != "text":
+            body["response_format"] = response_format(self.format_mode, schema)
         return body
+
+    def _step_down(self, tried: str, refusal: str) -> None:
+        """The server refused `tried`: use the next format for this model from now on (once,
+        however many requests in flight were refused together)."""
+        with self._format_lock:
+            if self.format_mode != tried:
+                return
+            self.format_mode = FORMATS[FORMATS.index(tried) + 1]
+        then = "free text (parsed leniently)" if self.format_mode == "text" else f"'{self.format_mode}'"
+        warnings.warn(
+            f"model '{self.model}' at {self.base_url} refused response_format '{tried}' ({refusal}); "
+            f"asking for {then} from now on",
+            StructuredOutputWarning,
+            stacklevel=2,
+        )
 
     def _wait(self, state: RetryCallState) -> float:
         """Retry-After when the server sent one, else exponential backoff; both capped."""
@@ -214,7 +251,13 @@ class OpenAIEngine(TimedEngine):
             reraise=False,
         )
         try:
-            data = retrying(self._post, body)
+            while True:
+                try:
+                    data = retrying(self._post, body)
+                    break
+                except _FormatRefused as refused:
+                    self._step_down(refused.mode, str(refused))
+                    body = self.body(request, settings)
         except RetryError as exc:
             cause = exc.last_attempt.exception()
             raise EngineError(
@@ -229,6 +272,8 @@ class OpenAIEngine(TimedEngine):
         except httpx.TransportError as exc:  # timeouts, refused or dropped connections
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
         status = response.status_code
+        if "response_format" in body and _refuses_format(status, response.text):
+            raise _FormatRefused(_format_name(body["response_format"]), f"HTTP {status}: {_snippet(response, 160)}")
         if status in _RETRY_STATUS or status >= 500:
             wait_for = retry_after_seconds(response.headers.get("retry-after"))
             raise _Transient(f"HTTP {status}: {_snippet(response)}", wait_for)
@@ -279,6 +324,38 @@ class _Skipped(EngineError):
 
     def __init__(self) -> None:
         super().__init__("not sent: another request of the batch failed")
+
+
+class _FormatRefused(EngineError):
+    """The server refused the request's response_format (`mode`); not retried as it is."""
+
+    def __init__(self, mode: str, message: str) -> None:
+        super().__init__(message)
+        self.mode = mode
+
+
+def response_format(mode: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The `response_format` of a request for JSON matching `schema`, in one of FORMATS."""
+    if mode == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema, "strict": True}}
+    if mode == "json_object_schema":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_object"}
+
+
+def _refuses_format(status: int, text: str) -> bool:
+    """Does this answer refuse the request's response_format? A client error naming a format,
+    or a 500 naming `response_format` itself (llama-cpp-python's server answers its own request
+    validation error with a 500 that quotes the field)."""
+    if status in _REFUSAL_STATUS:
+        return bool(_REFUSAL_TEXT.search(text))
+    return status == 500 and "response_format" in text
+
+
+def _format_name(sent: dict[str, Any]) -> str:
+    if sent.get("type") == "json_object":
+        return "json_object_schema" if "schema" in sent else "json_object"
+    return str(sent.get("type"))
 
 
 def _snippet(response: httpx.Response, limit: int = 300) -> str:

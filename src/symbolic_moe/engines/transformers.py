@@ -38,6 +38,9 @@ text and is not counted; a stop string cuts the text (finish "stop"); the token 
 rejects the system role gets it merged into the first user turn, and a tokenizer without one gets
 the llama_cpp engine's plain "User: ...\\nAssistant:" prompt (same helpers, same stop).
 
+Structured generation: a `json_schema` masks each step's logits to the tokens that keep the text
+a prefix of matching JSON (json_constraint.py: lm-format-enforcer, and why), then samples as above.
+
 White-box (ETR): `hidden_states` gives final-norm states (the base model's last_hidden_state),
 `head()` the output matrix W_V, so W_V @ h are the model's logits. transformers_whitebox.py puts
 ETR's MetaLM on this backend (a `transformers:` prefix on the meta model reference selects it).
@@ -65,6 +68,7 @@ from ..types import ChatRequest, Completion, GenerationSettings, Message
 from .base import EngineOptions, TimedEngine, file_identity
 from .chat_template import PLAIN_STOP, merge_system, render_plain, with_system_prompt
 from .embedded import is_embedded, resolve_gguf
+from .json_constraint import schema_constraint
 from .torch_decoding import cache_of, pick_token, torch_module, trim_heap
 
 # Chat end-of-turn markers llama.cpp counts as end of generation besides EOS (llama-vocab.cpp).
@@ -295,12 +299,14 @@ class TransformersEngine(TimedEngine):
         position = positions[:, -1:].to(device) + 1
         live = list(range(len(rows)))
         stop = tuple(settings.stop) + (PLAIN_STOP if self.plain else ())
+        constraint = schema_constraint(self.tokenizer, settings.json_schema, self.model, self.end_ids)
         while True:
             rows_logits = logits.float().cpu()
             picks, keep = [], []
             for j, r in enumerate(live):
                 row = rows[r]
-                token = pick_token(rows_logits[j], settings.temperature, settings.top_p, row.generator)
+                row_logits = constraint.mask(rows_logits[j], row.prompt + row.tokens) if constraint else rows_logits[j]
+                token = pick_token(row_logits, settings.temperature, settings.top_p, row.generator)
                 finish = self._advance(row, token, stop)
                 if finish is None:
                     picks.append(token)

@@ -8,6 +8,9 @@ engine argument goes under `engine_args`. Output-changing (in the store key): `d
 `quantization`, `max_model_len`, `revision`, `tokenizer`, `trust_remote_code`, `engine_args`
 (unknown arguments are assumed to change outputs). Speed-only: `tensor_parallel_size`,
 `gpu_memory_utilization`, `enforce_eager`, `swap_space`.
+
+Structured generation: settings with a `json_schema` become vLLM guided decoding (its JSON
+grammar backend) for each request of the batch (`sampling_params`, `with_guided_decoding`).
 """
 
 from __future__ import annotations
@@ -47,6 +50,39 @@ class VLLMOptions(EngineOptions):
 Batch = tuple[list[list[dict[str, str]]], list[dict[str, Any]]]
 
 
+def sampling_params(request: ChatRequest, settings: GenerationSettings) -> dict[str, Any]:
+    """The keyword arguments of one request's `vllm.SamplingParams` (a JSON schema rides along
+    as `json_schema`, turned into guided decoding in the child: `with_guided_decoding`)."""
+    params: dict[str, Any] = {
+        "temperature": settings.temperature,
+        "top_p": settings.top_p,
+        "max_tokens": settings.max_tokens,
+        "seed": settings.seed + request.sample,  # repeated samples of one chat differ
+        "stop": list(settings.stop) or None,
+    }
+    if settings.json_schema is not None:
+        params["json_schema"] = settings.response_schema
+    return params
+
+
+def with_guided_decoding(params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with `json_schema` turned into vLLM's guided decoding: `structured_outputs`
+    (vLLM >= 0.10.2) or `guided_decoding` (older releases). Runs in the child, where vllm is."""
+    params = dict(params)
+    schema = params.pop("json_schema", None)
+    if schema is None:
+        return params
+    try:
+        from vllm.sampling_params import StructuredOutputsParams  # vllm: only ever in the child process
+
+        params["structured_outputs"] = StructuredOutputsParams(json=schema)
+    except ImportError:
+        from vllm.sampling_params import GuidedDecodingParams  # the same, for vLLM before 0.10.2
+
+        params["guided_decoding"] = GuidedDecodingParams(json=schema)
+    return params
+
+
 def _serve(conn: Connection, model: str, engine_args: dict[str, Any]) -> None:
     """Child process: load the model once, then answer batches until told to stop (None)."""
     try:
@@ -67,7 +103,8 @@ def _serve(conn: Connection, model: str, engine_args: dict[str, Any]) -> None:
             break
         chats, params = batch
         try:
-            outputs = llm.chat(chats, sampling_params=[SamplingParams(**p) for p in params], use_tqdm=False)
+            sampling = [SamplingParams(**with_guided_decoding(p)) for p in params]
+            outputs = llm.chat(chats, sampling_params=sampling, use_tqdm=False)
             results = [
                 {
                     "text": out.outputs[0].text,
@@ -123,16 +160,7 @@ class VLLMEngine(TimedEngine):
     def _generate(self, requests: list[ChatRequest], settings: GenerationSettings) -> list[Completion]:
         if self._conn is None:
             raise EngineError(f"vllm engine for model '{self.model}' is not loaded")
-        params = [
-            {
-                "temperature": settings.temperature,
-                "top_p": settings.top_p,
-                "max_tokens": settings.max_tokens,
-                "seed": settings.seed + request.sample,  # repeated samples of one chat differ
-                "stop": list(settings.stop) or None,
-            }
-            for request in requests
-        ]
+        params = [sampling_params(request, settings) for request in requests]
         batch: Batch = ([[dict(m) for m in r.messages] for r in requests], params)
         self._conn.send(batch)
         status, payload = self._receive()

@@ -8,6 +8,7 @@ so the profile vocabulary is embedded once.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,20 @@ def map_keywords(
     mapping = {k: vocabulary[i] for k, i in zip(distinct, nearest, strict=True)}
     mapping.update({k: k for k in distinct if k in set(vocabulary)})
     return {qid: list(dict.fromkeys(mapping[k] for k in ks)) for qid, ks in keywords.items()}
+
+
+def nearest_labels(
+    queries: np.ndarray, labelled: np.ndarray, labels: Sequence[str], k: int, min_count: int = 2
+) -> list[list[str]]:
+    """For each query vector, the labels of its `k` nearest labelled vectors (cosine of unit
+    vectors) seen at least `min_count` times among them, most frequent first (ties: nearer
+    first); the nearest one's label when none repeats."""
+    k = min(k, len(labels))
+    order = np.argsort(-(queries @ labelled.T), axis=1, kind="stable")[:, :k]
+    out = []
+    for row in order:
+        near = [labels[i] for i in row]
+        counts = Counter(near)
+        kept = sorted((lab for lab in dict.fromkeys(near) if counts[lab] >= min_count), key=lambda lab: -counts[lab])
+        out.append(kept or near[:1])
+    return out

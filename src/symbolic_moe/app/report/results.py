@@ -98,6 +98,7 @@ def summarise(
         "benchmark": run.config.benchmark.path,
         "status": "partial" if usage["failed"] else "complete",
         "failed": usage["failed"],
+        "keyword_fallbacks": run.keyword_fallbacks,
         "methods": methods,
         "loads": int(totals["loads"]),
         "wall_seconds": wall_seconds,

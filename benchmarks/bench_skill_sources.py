@@ -1,0 +1,155 @@
+"""Issue 16: where do the skills come from? Routing on the replay pools with skills from the keyword
+LLM (SmolLM2, structured answers), the category field, no skills at all, and MiniLM neighbours
+(`keywords.source = "embedding"`), on the same questions.
+
+    .venv/bin/python benchmarks/bench_skill_sources.py                 # limits from bench_keywords
+    .venv/bin/python benchmarks/bench_skill_sources.py --validation-limit 150 --test-limit 100
+
+Questions: the validation questions (profiles, router fitting) and the every-6th test questions
+that bench_keywords.py has annotated with SmolLM2 (benchmarks/results/keywords_smollm2.json; at
+most `--validation-limit` / `--test-limit`), written as a benchmark folder under --out, so every
+source sees the same questions and nothing here runs the keyword LLM.
+"No skills" is `keywords.skills_from_field=none` (no question has a field of that name, so every
+question falls back to global competency). Methods: Symbolic-MoE with majority vote, linear and
+greedy weighting (seeds 0-2), and the learned router (`router.kind = "skills"`, router_single;
+its signals always include the category, so there it is the category plus the skill tokens).
+Each accuracy has its 95% bootstrap interval over questions; each source's paired bootstrap
+difference against the category field is on the same questions and resamples.
+
+First, the keyword filter and `min_count` are decided on validation only (2-fold
+cross-validation of Symbolic-MoE, linear weighting, on the annotated validation questions); the
+LLM rows then use the winner. Writes benchmarks/results/skill_sources.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from bench_routing_replay import CONFIGS, ROOT, cross_validate, write_split
+from rich.console import Console
+from rich.table import Table
+
+from symbolic_moe.config import load_config, resolve_data_dir
+from symbolic_moe.data import load_split
+from symbolic_moe.methods import run_method
+from symbolic_moe.run import Run
+from symbolic_moe.stats import bootstrap_ci, paired_bootstrap_diff
+from symbolic_moe.types import Question
+
+SOURCES = {
+    "category": ["keywords.skills_from_field=category"],
+    "llm": ["keywords.model=smollm2", "keywords.structured=true"],
+    "none": ["keywords.skills_from_field=none"],
+    "embedding": ["keywords.source=embedding", "keywords.embedding_field=category"],
+}
+METHODS = {
+    "symbolic_moe linear": ("symbolic_moe_vote", ["recruit.weighting=linear"]),
+    "symbolic_moe greedy": ("symbolic_moe_vote", ["recruit.weighting=greedy"]),
+    "router skills": ("router_single", ["router.kind=skills"]),
+}
+FILTERS = {
+    f"{mode} min{n}": [f"keywords.filter={mode}", f"keywords.min_count={n}"]
+    for mode in ("per_question", "global")
+    for n in (1, 2, 3)
+}
+
+
+def annotated_questions(limits: tuple[int | None, int | None]) -> dict[str, list[Question]]:
+    """The validation and test questions bench_keywords.py has annotated with SmolLM2 (at most
+    `limits`), read from benchmarks/results/keywords_smollm2.json, in split order."""
+    units = json.loads((ROOT / "benchmarks/results/keywords_smollm2.json").read_text())["units"]
+    cfg = load_config(ROOT / CONFIGS["small16"])
+    out = {}
+    for split, limit in zip(("validation", "test"), limits, strict=True):
+        ids = set(list(units[f"{split}/structured"]["questions"])[:limit])
+        out[split] = [q for q in load_split(cfg.benchmark.path, split, resolve_data_dir(cfg)) if q.id in ids]
+    return out
+
+
+def correctness(pool: str, sets: list[str], method: str, seeds: list[int], out: Path) -> np.ndarray:
+    """A seeds x questions 0/1 matrix of `method` on the test questions."""
+    cfg = load_config(ROOT / CONFIGS[pool], [*sets, "scheduler.progress=false"], out=out)
+    run = Run(cfg)
+    rows = []
+    for seed in seeds:
+        result = run_method(method, run, seed)
+        rows.append([float(p.correct) for p in result.predictions])
+    return np.array(rows)
+
+
+def choose_filter(questions: list[Question], seeds: list[int]) -> dict[str, Any]:
+    """2-fold cross-validation on small16's annotated validation questions, per filter variant."""
+    base = SOURCES["llm"] + ["recruit.weighting=linear"]
+    variants = {name: base + sets for name, sets in FILTERS.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        scores = cross_validate(CONFIGS["small16"], "keywords", seeds, Path(tmp), variants, questions=questions)
+    best = max(scores, key=lambda name: scores[name])
+    return {"cv_accuracy": scores, "chosen": best, "sets": FILTERS[best]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pools", default="small16,all29")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--validation-limit", type=int)
+    parser.add_argument("--test-limit", type=int)
+    parser.add_argument("--sources", default=",".join(SOURCES), help="category first (the reference)")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-skill-sources")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    questions = annotated_questions((args.validation_limit, args.test_limit))
+    folder = args.out / "questions"  # exactly the annotated questions, as a benchmark folder
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, qs in questions.items():
+        write_split(folder / f"{split}.jsonl", qs)
+    limits = [f"benchmark.path={folder.resolve()}"]
+    sources = {name: SOURCES[name] for name in args.sources.split(",")}
+    chosen = choose_filter(questions["validation"], seeds) if "llm" in sources else {"sets": []}
+    print("filter by validation CV:", json.dumps(chosen), flush=True)
+    results: dict[str, Any] = {"validation_questions": len(questions["validation"]), "seeds": seeds}
+    results["test_questions"] = len(questions["test"])
+    results["filter"] = chosen
+    for pool in args.pools.split(","):
+        table: dict[str, Any] = {}
+        for label, (method, method_sets) in METHODS.items():
+            matrices = {}
+            for source, source_sets in sources.items():
+                sets = limits + source_sets + method_sets + (chosen["sets"] if source == "llm" else [])
+                out = args.out / f"{pool}-{source}-{label.replace(' ', '_')}"
+                matrices[source] = correctness(pool, sets, method, seeds, out)
+            for source, matrix in matrices.items():
+                row = {"accuracy": float(matrix.mean()), "ci95": bootstrap_ci(matrix), "n": matrix.shape[1]}
+                if source != "category":
+                    row["vs_category"] = paired_bootstrap_diff(matrix, matrices["category"])
+                table[f"{label} / {source}"] = row
+        results[pool] = table
+        show(pool, table)
+        path = ROOT / "benchmarks/results/skill_sources.json"
+        path.write_text(json.dumps(results, indent=1))
+    print(f"wrote {ROOT / 'benchmarks/results/skill_sources.json'}")
+
+
+def show(pool: str, table: dict[str, Any]) -> None:
+    out = Table(title=f"replay MMLU-Pro, {pool}: test accuracy % by skill source (95% CI; diff vs category)")
+    for column in ("method / skills", "accuracy", "95% CI", "n", "vs category (95% CI)"):
+        out.add_column(column)
+    for name, row in table.items():
+        low, high = row["ci95"]
+        diff = row.get("vs_category")
+        vs = (
+            f"{100 * diff['diff']:+.2f} [{100 * diff['low']:+.2f}, {100 * diff['high']:+.2f}]"
+            + ("" if diff["significant"] else " n.s.")
+            if diff
+            else ""
+        )
+        out.add_row(name, f"{100 * row['accuracy']:.2f}", f"{100 * low:.1f}-{100 * high:.1f}", str(row["n"]), vs)
+    Console().print(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Structured generation in the llama_cpp engine: a JSON schema becomes a llama.cpp grammar that
+every batched sequence follows (real SmolLM2 and Gemma-3 in-process)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_engine_llama_cpp import GEMMA, SMOL, _engine, gemma, needs_gemma, needs_smol, smol  # noqa: F401
+
+from symbolic_moe.engines.llama_cpp import LlamaCppEngine
+from symbolic_moe.engines.llama_sequences import check_grammar
+from symbolic_moe.errors import EngineError
+from symbolic_moe.preprocess.keywords import keyword_schema, parse_json_keywords
+from symbolic_moe.prompts import keyword_request
+from symbolic_moe.types import ChatRequest, GenerationSettings, Question
+
+QUESTIONS = [
+    "What is the derivative of x^2 sin x?",
+    "Which court decided Marbury v. Madison?",
+    "What causes the seasons on Earth?",
+]
+SCHEMA = keyword_schema(20)
+
+
+def _keyword_requests(samples: int) -> list[ChatRequest]:
+    qs = [Question(id=f"q{i}", question=t, answer="A") for i, t in enumerate(QUESTIONS)]
+    return [keyword_request(q, s, structured=True) for q in qs for s in range(samples)]
+
+
+def _check_keywords(text: str | None) -> None:
+    assert text is not None
+    data = json.loads(text)  # valid JSON, whatever the model chose to say
+    assert set(data) == {"keywords"}
+    assert 2 <= len(data["keywords"]) <= 5
+    assert all(isinstance(k, str) and 1 <= len(k) <= 20 for k in data["keywords"])
+    assert parse_json_keywords(text) is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [pytest.param(SMOL, marks=needs_smol), pytest.param(GEMMA, marks=needs_gemma)])
+def test_batched_sampled_answers_follow_the_schema(model: str, request: pytest.FixtureRequest) -> None:
+    engine: LlamaCppEngine = request.getfixturevalue("smol" if model == SMOL else "gemma")
+    settings = GenerationSettings(temperature=0.7, max_tokens=96, json_schema=SCHEMA)
+    requests = _keyword_requests(samples=3)  # 9 sequences through 3 slots, prompts shared
+    for completion in engine.generate(requests, settings):
+        assert completion.finish_reason == "stop"
+        _check_keywords(completion.text)
+
+
+@pytest.mark.slow
+@needs_smol
+def test_greedy_structured_repeats_and_follows_the_schema(smol: LlamaCppEngine) -> None:  # noqa: F811
+    # (batched and one-at-a-time greedy texts of these longer prompts can differ with or without a
+    # schema: llama.cpp's batch kernels round differently, see llama_batch.py)
+    settings = GenerationSettings(temperature=0.0, max_tokens=96, json_schema=SCHEMA)
+    requests = _keyword_requests(samples=1)
+    first = [c.text for c in smol.generate(requests, settings)]
+    assert [c.text for c in smol.generate(requests, settings)] == first
+    alone = smol.generate(requests[:1], settings)[0].text
+    assert smol.generate(requests[:1], settings)[0].text == alone
+    for text in [*first, alone]:
+        _check_keywords(text)
+
+
+@pytest.mark.slow
+@needs_smol
+def test_a_schema_constrains_even_an_unrelated_prompt(smol: LlamaCppEngine) -> None:  # noqa: F811
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    settings = GenerationSettings(temperature=0.7, max_tokens=32, json_schema=schema)
+    texts = [c.text for c in smol.generate([ChatRequest.user("Write a poem about the sea.", "p")], settings)]
+    data = json.loads(texts[0] or "")
+    assert isinstance(data["n"], int)
+
+
+@pytest.mark.slow
+@needs_smol
+def test_a_cut_answer_is_reported_as_length_not_repaired(smol: LlamaCppEngine) -> None:  # noqa: F811
+    settings = GenerationSettings(temperature=0.7, max_tokens=4, json_schema=SCHEMA)
+    completion = smol.generate(_keyword_requests(samples=1)[:1], settings)[0]
+    assert completion.finish_reason == "length"
+    assert parse_json_keywords(completion.text or "") is None
+
+
+@needs_smol
+def test_a_schema_the_converter_rejects_is_an_engine_error_naming_the_model(smol: LlamaCppEngine) -> None:  # noqa: F811
+    bad = GenerationSettings(max_tokens=8, json_schema={"type": "string", "pattern": "no anchors"})
+    with pytest.raises(EngineError, match="smollm2.*grammar"):
+        smol.generate([ChatRequest.user("hi", "q")], bad)
+
+
+@needs_smol
+def test_a_grammar_llama_cpp_cannot_compile_is_an_engine_error(smol: LlamaCppEngine) -> None:  # noqa: F811
+    smol.load()
+    assert smol.llm is not None
+    with pytest.raises(EngineError, match="could not compile the grammar"):
+        check_grammar('root ::= "a" undefined-rule', smol.llm.vocab)
