@@ -16,7 +16,7 @@ $PIP install --quiet --upgrade pip wheel
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 $PIP install --quiet --timeout 10 --retries 0 --index-url "${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" "$TORCH_SPEC" \
   || $PIP install --quiet "$TORCH_SPEC"
-.venv/bin/python -c "import torch; print('torch', torch.__version__, 'CPU-only' if torch.version.cuda is None else 'with CUDA ' + torch.version.cuda)"
+.venv/bin/python -W ignore -c "import torch; print('torch', torch.__version__, 'CPU-only' if torch.version.cuda is None else 'with CUDA ' + torch.version.cuda)"
 # SPEC's flags, with each x86 extension switched on only when this CPU has it: the SPEC's
 # AVX512=ON build dies with "Illegal instruction" on CPUs without AVX-512.
 onoff() { grep -qw "$1" /proc/cpuinfo 2>/dev/null && echo ON || echo OFF; }
