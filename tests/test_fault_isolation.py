@@ -156,6 +156,8 @@ def test_every_method_copes_with_a_missing_expert(tmp_path: Path, switchable) ->
             text = text.replace(
                 f'model = "{tmp_path / name}.jsonl"', f'model = "{name}"\noptions = {{ base_url = "{answering.url}" }}'
             )
+        for name in ("good", "weak", "remote"):  # priced, so the cost-aware router_frugal runs too
+            text = text.replace(f"[pool.{name}]\n", f"[pool.{name}]\nprice = {{ per_call = 0.001 }}\n")
         config.write_text(text.replace('method = "majority"', 'method = "llm"\nmodel = "good"'))
         names = sorted(name for name in METHODS if name != "etr")
         result = CliRunner().invoke(app, ["compare", str(config), "--methods", ",".join(names)])
