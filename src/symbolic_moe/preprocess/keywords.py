@@ -92,8 +92,9 @@ def filter_keywords(
 
 def keyword_schema(max_length: int) -> dict[str, Any]:
     """The JSON schema of a structured keyword answer: 2-5 keywords of at most `max_length`
-        characters, each a word or phrase (letters, spaces, ' & / -), length-limited so that a
-    constrained answer always fits its token budget."""
+    characters, each a word or phrase (letters, spaces, ' & / -), length-limited so that a
+    constrained answer nearly always fits its token budget (2 of SmolLM2's 3,500 benchmark answers
+    were cut at 96 tokens: the grammar also allows whitespace; a cut answer is warned and counted)."""
     # Words, not placeholders or code: a tiny model otherwise copies "<keyword1>" from the prompt.
     item = {"type": "string", "pattern": f"^[A-Za-z][A-Za-z '&/-]{{0,{max_length - 1}}}$"}
     return {
