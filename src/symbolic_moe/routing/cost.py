@@ -145,8 +145,7 @@ def expert_order(
     (padded with NONE): by predicted correctness, or, with prices, by p - cost_weight x cost
     within the budget."""
     if costs is None:
-        order = np.argsort(-np.asarray(probabilities), axis=1, kind="stable")
-        return order[:, : min(k, order.shape[1])]
+        return top_k(probabilities, k)
     return affordable(cost_ranking(probabilities, costs.mean, cost_weight), costs.cap, budget, k)
 
 
