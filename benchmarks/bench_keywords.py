@@ -19,9 +19,11 @@ after every unit of work, with:
   CPU seconds (the machine is shared, so CPU time is the fairer figure), counted only for
   generations made by this process (`timing` keeps the first measurement of each unit).
 
-Free-form answers for all 700 questions x 2 models do not fit the session next to the structured
-ones on 2 shared cores: `--free` picks which questions get them (default: a timing subsample of
-`--time-questions` validation questions, every k-th).
+Free-form answers for every question are optional: `--free` picks which questions get them
+(default: only the timing subsample of `--time-questions` validation questions, every k-th;
+`validation`: all validation questions too). Timing is fair only on a quiet machine and with
+generations not yet stored: `--timing-only --seed N` makes fresh ones (the seed is in the store
+key) and records only the timing pairs.
 """
 
 from __future__ import annotations
@@ -45,13 +47,15 @@ from symbolic_moe.types import Question
 CONFIG = ROOT / "configs/replay-mmlu-pro-small16.toml"
 
 
-def open_run(model: str, structured: bool) -> Run:
+def open_run(model: str, structured: bool, seed: int | None = None) -> Run:
     sets = [
         f"keywords.model={model}",
         f"keywords.structured={str(structured).lower()}",
         "benchmark.stride=6",
         "scheduler.progress=false",
     ]
+    if seed is not None:  # another sampling seed: fresh generations (the seed is in the store key)
+        sets.append(f"models.{model}.settings.seed={seed}")
     cfg = load_config(CONFIG, sets, out=ROOT / "runs/bench-keywords")
     return Run(cfg)
 
@@ -164,7 +168,8 @@ def run_unit(data: dict[str, Any], run: Run, unit: str, structured: bool, questi
         entry["questions"] = rows
     data["units"][f"{unit}/{mode}"] = entry
     if unit == "time" and cost["generated"] == len(questions) * run.config.keywords.samples:
-        data["timing"][mode] = {**cost, "machine": machine()}  # all made here: a clean measurement
+        seed = run.config.spec(run.config.keywords.model).settings.seed
+        data["timing"][mode] = {**cost, "seed": seed, "machine": machine()}  # all made here: a clean measurement
     if "structured" in data["timing"] and "free" in data["timing"]:
         s, f = data["timing"]["structured"], data["timing"]["free"]
         data["timing"]["ratio_cpu"] = s["cpu_seconds"] / f["cpu_seconds"]
@@ -182,13 +187,17 @@ def main() -> None:
     parser.add_argument("--free", choices=["timing", "validation", "all"], default="timing")
     parser.add_argument("--chunk", type=int, default=25, help="questions added per unit of a split")
     parser.add_argument("--summarise-only", action="store_true", help="only re-read units already measured")
+    parser.add_argument("--timing-only", action="store_true", help="only the timing pairs (with --seed: fresh ones)")
+    parser.add_argument("--seed", type=int, help="the keyword LLMs' sampling seed (default: the config's)")
     args = parser.parse_args()
-    runs = {(m, mode): open_run(m, mode) for m in args.models for mode in (True, False)}
+    runs = {(m, mode): open_run(m, mode, args.seed) for m in args.models for mode in (True, False)}
     data = {m: load(RESULTS / f"keywords_{m}.json") for m in args.models}
     measured = {(m, unit): entry["summary"]["n"] for m in args.models for unit, entry in data[m]["units"].items()}
     for model, unit, structured, questions in plan(args, {m: runs[m, True] for m in args.models}):
         mode = "structured" if structured else "free"
         if args.summarise_only and measured.get((model, f"{unit}/{mode}"), 0) < len(questions):
+            continue
+        if args.timing_only and unit != "time":
             continue
         run_unit(data[model], runs[model, structured], unit, structured, questions)
         data[model]["model"] = model

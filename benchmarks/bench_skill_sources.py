@@ -1,14 +1,15 @@
-"""Issue 16: where do the skills come from? Routing on the replay pools with skills from the keyword
-LLM (SmolLM2, structured answers), the category field, no skills at all, and MiniLM neighbours
-(`keywords.source = "embedding"`), on the same questions.
+"""Issue 16: where do the skills come from? Routing on the replay pools with skills from a keyword
+LLM (SmolLM2-135M or Gemma-3-270M, structured answers), the category field, no skills at all, and
+MiniLM neighbours (`keywords.source = "embedding"`), on the same questions.
 
     .venv/bin/python benchmarks/bench_skill_sources.py                 # limits from bench_keywords
     .venv/bin/python benchmarks/bench_skill_sources.py --validation-limit 150 --test-limit 100
 
 Questions: the validation questions (profiles, router fitting) and the every-6th test questions
-that bench_keywords.py has annotated with SmolLM2 (benchmarks/results/keywords_smollm2.json; at
-most `--validation-limit` / `--test-limit`), written as a benchmark folder under --out, so every
-source sees the same questions and nothing here runs the keyword LLM.
+that bench_keywords.py has annotated with every keyword LLM of `--sources`
+(benchmarks/results/keywords_<model>.json; at most `--validation-limit` / `--test-limit`), written
+as a benchmark folder under --out, so every source sees the same questions; the keyword samples are
+read from the store bench_keywords.py filled (a missing one would be generated).
 "No skills" is `keywords.skills_from_field=none` (no question has a field of that name, so every
 question falls back to global competency). Methods: Symbolic-MoE with majority vote, linear and
 greedy weighting (seeds 0-2), and the learned router (`router.kind = "skills"`, router_single;
@@ -16,9 +17,9 @@ its signals always include the category, so there it is the category plus the sk
 Each accuracy has its 95% bootstrap interval over questions; each source's paired bootstrap
 difference against the category field is on the same questions and resamples.
 
-First, the keyword filter and `min_count` are decided on validation only (2-fold
-cross-validation of Symbolic-MoE, linear weighting, on the annotated validation questions); the
-LLM rows then use the winner. Writes benchmarks/results/skill_sources.json.
+First, the keyword filter and `min_count` are decided on validation only, for each keyword LLM
+(2-fold cross-validation of Symbolic-MoE, linear weighting, on the annotated validation
+questions); that LLM's rows then use its winner. Writes benchmarks/results/skill_sources.json.
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ from symbolic_moe.types import Question
 
 SOURCES = {
     "category": ["keywords.skills_from_field=category"],
-    "llm": ["keywords.model=smollm2", "keywords.structured=true"],
+    "smollm2": ["keywords.model=smollm2", "keywords.structured=true"],
+    "gemma3": ["keywords.model=gemma3", "keywords.structured=true"],
     "none": ["keywords.skills_from_field=none"],
     "embedding": ["keywords.source=embedding", "keywords.embedding_field=category"],
 }
@@ -59,15 +61,21 @@ FILTERS = {
 }
 
 
-def annotated_questions(limits: tuple[int | None, int | None]) -> dict[str, list[Question]]:
-    """The validation and test questions bench_keywords.py has annotated with SmolLM2 (at most
-    `limits`), read from benchmarks/results/keywords_smollm2.json, in split order."""
-    units = json.loads((ROOT / "benchmarks/results/keywords_smollm2.json").read_text())["units"]
+LLMS = ("smollm2", "gemma3")
+
+
+def annotated_questions(llms: list[str], limits: tuple[int | None, int | None]) -> dict[str, list[Question]]:
+    """The validation and test questions bench_keywords.py has annotated with every one of `llms`
+    (benchmarks/results/keywords_<model>.json), at most `limits` of them, in split order."""
     cfg = load_config(ROOT / CONFIGS["small16"])
     out = {}
     for split, limit in zip(("validation", "test"), limits, strict=True):
-        ids = set(list(units[f"{split}/structured"]["questions"])[:limit])
-        out[split] = [q for q in load_split(cfg.benchmark.path, split, resolve_data_dir(cfg)) if q.id in ids]
+        questions = load_split(cfg.benchmark.path, split, resolve_data_dir(cfg))
+        for llm in llms:
+            units = json.loads((ROOT / f"benchmarks/results/keywords_{llm}.json").read_text())["units"]
+            annotated = units[f"{split}/structured"]["questions"]
+            questions = [q for q in questions if q.id in annotated]
+        out[split] = questions[:limit]
     return out
 
 
@@ -82,9 +90,9 @@ def correctness(pool: str, sets: list[str], method: str, seeds: list[int], out: 
     return np.array(rows)
 
 
-def choose_filter(questions: list[Question], seeds: list[int]) -> dict[str, Any]:
+def choose_filter(llm: str, questions: list[Question], seeds: list[int]) -> dict[str, Any]:
     """2-fold cross-validation on small16's annotated validation questions, per filter variant."""
-    base = SOURCES["llm"] + ["recruit.weighting=linear"]
+    base = SOURCES[llm] + ["recruit.weighting=linear"]
     variants = {name: base + sets for name, sets in FILTERS.items()}
     with tempfile.TemporaryDirectory() as tmp:
         scores = cross_validate(CONFIGS["small16"], "keywords", seeds, Path(tmp), variants, questions=questions)
@@ -102,14 +110,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-skill-sources")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    questions = annotated_questions((args.validation_limit, args.test_limit))
+    sources = {name: SOURCES[name] for name in args.sources.split(",")}
+    llms = [name for name in sources if name in LLMS]
+    questions = annotated_questions(llms, (args.validation_limit, args.test_limit))
     folder = args.out / "questions"  # exactly the annotated questions, as a benchmark folder
     folder.mkdir(parents=True, exist_ok=True)
     for split, qs in questions.items():
         write_split(folder / f"{split}.jsonl", qs)
     limits = [f"benchmark.path={folder.resolve()}"]
-    sources = {name: SOURCES[name] for name in args.sources.split(",")}
-    chosen = choose_filter(questions["validation"], seeds) if "llm" in sources else {"sets": []}
+    chosen = {llm: choose_filter(llm, questions["validation"], seeds) for llm in llms}
     print("filter by validation CV:", json.dumps(chosen), flush=True)
     results: dict[str, Any] = {"validation_questions": len(questions["validation"]), "seeds": seeds}
     results["test_questions"] = len(questions["test"])
@@ -119,7 +128,7 @@ def main() -> None:
         for label, (method, method_sets) in METHODS.items():
             matrices = {}
             for source, source_sets in sources.items():
-                sets = limits + source_sets + method_sets + (chosen["sets"] if source == "llm" else [])
+                sets = limits + source_sets + method_sets + (chosen[source]["sets"] if source in chosen else [])
                 out = args.out / f"{pool}-{source}-{label.replace(' ', '_')}"
                 matrices[source] = correctness(pool, sets, method, seeds, out)
             for source, matrix in matrices.items():
