@@ -2,6 +2,7 @@
 
     nice -n 10 .venv/bin/python benchmarks/bench_keywords.py                # generate + summarise
     .venv/bin/python benchmarks/bench_keywords.py --summarise-only          # re-read what is stored
+    .venv/bin/python benchmarks/bench_keywords.py --markdown                # BENCHMARKS.md's tables
 
 For each keyword LLM (SmolLM2-135M, Gemma-3-270M; `[models.*]` of the small16 replay config) and
 each mode (structured: `keywords.structured=true`; free: the authors' `Keywords:` line, parsed
@@ -177,6 +178,47 @@ def run_unit(data: dict[str, Any], run: Run, unit: str, structured: bool, questi
     print(json.dumps(entry["summary"]), flush=True)
 
 
+UNITS = {"time": "timing subsample (validation)", "validation": "validation", "test": "test (every 6th)"}
+
+
+def markdown(models: list[str]) -> None:
+    """BENCHMARKS.md's three tables (keep share, filters, time) from keywords_<model>.json."""
+    pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
+    data = {m: load(RESULTS / f"keywords_{m}.json") for m in models}
+    print(
+        "| keyword LLM | questions | mode | n | keep >= 1 keyword % [95% CI] (per question, min 2) "
+        "| distinct kept | distinct raw | agreement (Jaccard) | unusable answers |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+    rows = [(m, unit, entry["summary"]) for m in models for unit, entry in data[m]["units"].items()]
+    for m, unit, s in rows:
+        split, mode = unit.split("/")
+        low, high = s["keep_ci95"]
+        print(
+            f"| {m} | {UNITS[split]} | {mode} | {s['n']} | {pct(s['keep_share'])} [{pct(low)}, {pct(high)}] "
+            f"| {s['distinct_kept']} | {s['distinct_raw']} | {s['agreement']:.3f} | {s['unusable_answers']} |"
+        )
+    names = list(rows[0][2]["keep_share_by_filter"])
+    print("\n| keyword LLM | questions | mode | " + " | ".join(names) + " |")
+    print("|---|---|---|" + "---:|" * len(names))
+    for m, unit, s in rows:
+        split, mode = unit.split("/")
+        shares = " | ".join(pct(s["keep_share_by_filter"][name]) for name in names)
+        print(f"| {m} | {UNITS[split]} | {mode} | {shares} |")
+    print("\n| keyword LLM | mode | questions | seed | CPU s / q | wall s / q | load average (1, 5, 15 min) |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for m in models:
+        timing = data[m]["timing"]
+        for mode in ("structured", "free"):
+            t = timing[mode]
+            n = t["questions"]
+            print(
+                f"| {m} | {mode} | {n} | {t.get('seed', 0)} | {t['cpu_seconds'] / n:.2f} "
+                f"| {t['wall_seconds'] / n:.2f} | {t['machine']['loadavg']} |"
+            )
+        print(f"| {m} | structured / free | | | **{timing['ratio_cpu']:.2f}x** | **{timing['ratio_wall']:.2f}x** | |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=["smollm2", "gemma3"])
@@ -189,7 +231,10 @@ def main() -> None:
     parser.add_argument("--summarise-only", action="store_true", help="only re-read units already measured")
     parser.add_argument("--timing-only", action="store_true", help="only the timing pairs (with --seed: fresh ones)")
     parser.add_argument("--seed", type=int, help="the keyword LLMs' sampling seed (default: the config's)")
+    parser.add_argument("--markdown", action="store_true", help="print BENCHMARKS.md's tables from the results")
     args = parser.parse_args()
+    if args.markdown:
+        return markdown(args.models)
     runs = {(m, mode): open_run(m, mode, args.seed) for m in args.models for mode in (True, False)}
     data = {m: load(RESULTS / f"keywords_{m}.json") for m in args.models}
     measured = {(m, unit): entry["summary"]["n"] for m in args.models for unit, entry in data[m]["units"].items()}

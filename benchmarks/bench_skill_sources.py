@@ -4,6 +4,7 @@ MiniLM neighbours (`keywords.source = "embedding"`), on the same questions.
 
     .venv/bin/python benchmarks/bench_skill_sources.py                 # limits from bench_keywords
     .venv/bin/python benchmarks/bench_skill_sources.py --validation-limit 150 --test-limit 100
+    .venv/bin/python benchmarks/bench_skill_sources.py --markdown        # BENCHMARKS.md's tables
 
 Questions: the validation questions (profiles, router fitting) and the every-6th test questions
 that bench_keywords.py has annotated with every keyword LLM of `--sources`
@@ -52,7 +53,7 @@ SOURCES = {
 METHODS = {
     "symbolic_moe linear": ("symbolic_moe_vote", ["recruit.weighting=linear"]),
     "symbolic_moe greedy": ("symbolic_moe_vote", ["recruit.weighting=greedy"]),
-    "router skills": ("router_single", ["router.kind=skills"]),
+    "router skills": ("router_single", ["router.kind=skills", "router.cost_weight=0"]),
 }
 FILTERS = {
     f"{mode} min{n}": [f"keywords.filter={mode}", f"keywords.min_count={n}"]
@@ -94,10 +95,13 @@ def choose_filter(llm: str, questions: list[Question], seeds: list[int]) -> dict
     """2-fold cross-validation on small16's annotated validation questions, per filter variant."""
     base = SOURCES[llm] + ["recruit.weighting=linear"]
     variants = {name: base + sets for name, sets in FILTERS.items()}
+    held_out: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        scores = cross_validate(CONFIGS["small16"], "keywords", seeds, Path(tmp), variants, questions=questions)
+        scores = cross_validate(CONFIGS["small16"], "keywords", seeds, Path(tmp), variants, held_out, questions)
     best = max(scores, key=lambda name: scores[name])
-    return {"cv_accuracy": scores, "chosen": best, "sets": FILTERS[best]}
+    # how clear the choice is: the winner minus each other variant, paired over the held-out questions
+    margins = {name: paired_bootstrap_diff(held_out[best], held_out[name]) for name in variants if name != best}
+    return {"cv_accuracy": scores, "chosen": best, "sets": FILTERS[best], "chosen_minus": margins}
 
 
 def main() -> None:
@@ -108,7 +112,10 @@ def main() -> None:
     parser.add_argument("--test-limit", type=int)
     parser.add_argument("--sources", default=",".join(SOURCES), help="category first (the reference)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench-skill-sources")
+    parser.add_argument("--markdown", action="store_true", help="print BENCHMARKS.md's tables from the results")
     args = parser.parse_args()
+    if args.markdown:
+        return markdown(json.loads((ROOT / "benchmarks/results/skill_sources.json").read_text()))
     seeds = [int(s) for s in args.seeds.split(",")]
     sources = {name: SOURCES[name] for name in args.sources.split(",")}
     llms = [name for name in sources if name in LLMS]
@@ -141,6 +148,27 @@ def main() -> None:
         path = ROOT / "benchmarks/results/skill_sources.json"
         path.write_text(json.dumps(results, indent=1))
     print(f"wrote {ROOT / 'benchmarks/results/skill_sources.json'}")
+
+
+def markdown(results: dict[str, Any]) -> None:
+    """BENCHMARKS.md's tables: the filter choice per keyword LLM, then each pool's accuracies."""
+    print("| keyword LLM | " + " | ".join(FILTERS) + " | chosen | chosen minus runner-up [95% CI] |")
+    print("|---|" + "---:|" * len(FILTERS) + "---|---|")
+    for llm, choice in results["filter"].items():
+        scores = " | ".join(f"{100 * choice['cv_accuracy'][name]:.2f}" for name in FILTERS)
+        runner = min(choice["chosen_minus"].items(), key=lambda item: item[1]["diff"])
+        d = runner[1]
+        margin = f"{100 * d['diff']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}] vs {runner[0]}"
+        print(f"| {llm} | {scores} | {choice['chosen']} | {margin} |")
+    for pool in ("small16", "all29"):
+        print(f"\n| {pool}: method / skills | test accuracy % [95% CI] | n | minus category, points [95% CI] |")
+        print("|---|---:|---:|---|")
+        for name, row in results.get(pool, {}).items():
+            low, high = row["ci95"]
+            d = row.get("vs_category")
+            vs = f"{100 * d['diff']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]" if d else ""
+            vs += "" if not d or d["significant"] else " n.s."
+            print(f"| {name} | {100 * row['accuracy']:.2f} [{100 * low:.1f}, {100 * high:.1f}] | {row['n']} | {vs} |")
 
 
 def show(pool: str, table: dict[str, Any]) -> None:

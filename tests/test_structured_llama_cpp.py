@@ -8,6 +8,7 @@ import json
 import pytest
 from test_engine_llama_cpp import GEMMA, SMOL, _engine, gemma, needs_smol, smol  # noqa: F401
 
+from symbolic_moe.engines import llama_sequences
 from symbolic_moe.engines.llama_cpp import LlamaCppEngine
 from symbolic_moe.engines.llama_sequences import check_grammar
 from symbolic_moe.errors import EngineError
@@ -62,6 +63,32 @@ def test_greedy_structured_repeats_and_follows_the_schema(smol: LlamaCppEngine) 
     alone = smol.generate(requests[:1], settings)[0].text
     assert smol.generate(requests[:1], settings)[0].text == alone
     for text in [*first, alone]:
+        _check_keywords(text)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [SMOL, GEMMA])
+def test_redraw_shortcuts_keep_the_masked_distribution(
+    model: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rejected draw is redrawn from the grammar-masked distribution; remembering each grammar
+    state's allowed tokens must not change it (seeded draws equal), and the likely-token
+    shortlists are exact under greedy decoding (texts equal with both shortcuts off)."""
+    engine: LlamaCppEngine = request.getfixturevalue("smol" if model == SMOL else "gemma")
+    requests = _keyword_requests(samples=2)
+    sampled = GenerationSettings(temperature=0.7, max_tokens=192, json_schema=SCHEMA)
+    greedy = GenerationSettings(temperature=0.0, max_tokens=192, json_schema=SCHEMA)
+
+    def texts(settings: GenerationSettings) -> list[str | None]:
+        return [c.text for c in engine.generate(requests, settings)]
+
+    greedy_fast = texts(greedy)
+    monkeypatch.setattr(llama_sequences, "SHORTLISTS", ())
+    sampled_remembered = texts(sampled)
+    monkeypatch.setattr(llama_sequences, "REMEMBERED", 0)
+    assert texts(sampled) == sampled_remembered
+    assert texts(greedy) == greedy_fast
+    for text in greedy_fast + sampled_remembered:
         _check_keywords(text)
 
 

@@ -254,7 +254,7 @@ class LlamaModel(LlamaVocab):
             if start is not None:
                 start.sampler.free()
             s = self._take_stream(d, free)
-            slot = Slot(index, job, limit, make_sampler(job, self.vocab), time.perf_counter())
+            slot = Slot(index, job, limit, make_sampler(job, self.vocab, d.allowed), time.perf_counter())
             slot.donor = self._donor_for(d.slots, job) if self.share_prompts else None
             d.slots[s] = slot
             return
@@ -290,7 +290,7 @@ class LlamaModel(LlamaVocab):
         same prompt, each with its own sampler (a seeded draw does not depend on when it is made)."""
         for index in d.twins.get(prompt, ()):
             if not d.admitted[index] and index not in d.starts:
-                sampler = make_sampler(d.jobs[index], self.vocab)
+                sampler = make_sampler(d.jobs[index], self.vocab, d.allowed)
                 token = sampler.sample(self.ctx, out_index)
                 d.starts[index] = EarlyStart(prompt, sampler, token)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import codecs
 import ctypes
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +82,7 @@ class DecodeState:
         self.held: list[tuple[int, ...] | None] = [None] * n_seq  # per stream: the whole prompt in its first cells
         self.starts: dict[int, EarlyStart] = {}  # by job index
         self.twins: dict[tuple[int, ...], list[int]] = {}  # a prompt of several jobs -> their indices
+        self.allowed = AllowedTokens()  # grammar checks shared by this call's sequences
         if share:
             for i, job in enumerate(jobs):
                 self.twins.setdefault(tuple(job.prompt), []).append(i)
@@ -91,9 +92,31 @@ class DecodeState:
         return prompt is not None and any(start.prompt == prompt for start in self.starts.values())
 
 
-def make_sampler(job: DecodeJob, vocab: Any) -> SequenceSampler:
-    """The sampler of one sequence (see `SequenceSampler`)."""
-    return SequenceSampler(job, vocab)
+class AllowedTokens:
+    """The tokens a grammar allows after a prefix of accepted tokens, remembered for the sequences
+    of one `decode` call (one vocabulary). A grammar's state is a function of the tokens it has
+    accepted, and the samples of one request start alike (`{"keywords": [`, where a tiny model's
+    free draw is nearly always rejected), so one whole-vocabulary check serves them all."""
+
+    def __init__(self) -> None:
+        self.capacity = REMEMBERED  # read when made (tests switch it off)
+        self.entries: OrderedDict[tuple[str, tuple[int, ...]], np.ndarray] = OrderedDict()
+
+    def get(self, key: tuple[str, tuple[int, ...]]) -> np.ndarray | None:
+        ids = self.entries.get(key)
+        if ids is not None:
+            self.entries.move_to_end(key)
+        return ids
+
+    def put(self, key: tuple[str, tuple[int, ...]], ids: np.ndarray) -> None:
+        self.entries[key] = ids
+        if len(self.entries) > self.capacity:
+            self.entries.popitem(last=False)
+
+
+def make_sampler(job: DecodeJob, vocab: Any, allowed: AllowedTokens | None = None) -> SequenceSampler:
+    """The sampler of one sequence (see `SequenceSampler`); `allowed`: its decode call's."""
+    return SequenceSampler(job, vocab, allowed)
 
 
 def check_grammar(grammar: str, vocab: Any) -> None:
@@ -126,12 +149,18 @@ class SequenceSampler:
     SmolLM2, 262k for Gemma-3) doubled the time per token; most tokens inside a JSON string pass
     the check. The result follows the grammar either way: at temperature 0 it is exactly the
     constrained argmax, and a seeded draw is from the masked distribution (an accepted first draw
-    has probability p(t), a rejected one leads to p(t)/Z; together p(t)/Z)."""
+    has probability p(t), a rejected one leads to p(t)/Z; together p(t)/Z), up to the shortlist's
+    bound in `_constrained`."""
 
-    def __init__(self, job: DecodeJob, vocab: Any) -> None:
+    def __init__(self, job: DecodeJob, vocab: Any, allowed: AllowedTokens | None = None) -> None:
         self.chain = _chain(job)
         self.grammar: Any = None
+        self.grammar_text = job.grammar or ""
+        self.accepted: list[int] = []  # tokens the grammar has accepted: its state
+        self.allowed = allowed or AllowedTokens()
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(vocab))
+        self.greedy = job.temperature <= 0
+        self.spread = max(job.temperature, 1.0)  # the flattest temperature the chain samples at
         if job.grammar is not None:
             self.grammar = llama_cpp.llama_sampler_init_grammar(vocab, job.grammar.encode(), b"root")
             if not self.grammar:  # llama.cpp logs the parse error itself
@@ -147,6 +176,7 @@ class SequenceSampler:
         if not self._allows(token):
             token = self._constrained(ctx, index)
         llama_cpp.llama_sampler_accept(self.grammar, token)
+        self.accepted.append(token)
         return token
 
     def _allows(self, token: int) -> bool:
@@ -156,15 +186,46 @@ class SequenceSampler:
         return math.isfinite(one[0].logit)
 
     def _constrained(self, ctx: Any, index: int) -> int:
+        """A draw from the grammar-masked distribution. Checking the grammar against all of
+        Gemma-3's 262k tokens takes ~50 ms, a third of its structured keyword time, so the tokens
+        allowed in this grammar state are looked up first (`AllowedTokens`), then the grammar
+        checks the most likely tokens in growing shortlists (`SHORTLISTS`). A shortlist decides
+        when one of its tokens is allowed and, unless decoding is greedy (then it is exact), the
+        tokens outside it hold under `TAIL` of the allowed probability: a bound on how far the
+        draw's distribution can move, since every token outside is less likely than every token
+        inside. Otherwise the whole vocabulary is checked and its allowed tokens remembered."""
         logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(ctx, index), shape=(self.n_vocab,))
-        data = np.zeros(self.n_vocab, dtype=_TOKEN_DATA)
-        data["id"] = np.arange(self.n_vocab, dtype=np.int32)
-        data["logit"] = logits
-        pointer = data.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data))
-        candidates = llama_cpp.llama_token_data_array(pointer, self.n_vocab, -1, False)
-        llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(candidates))
+        key = (self.grammar_text, tuple(self.accepted))
+        known = self.allowed.get(key)
+        if known is not None:
+            return self._draw(_token_data(known, logits))
+        weights = None if self.greedy else np.exp((logits - logits.max()) / self.spread, dtype=np.float64)
+        for size in (n for n in SHORTLISTS if n < self.n_vocab):
+            shortlist = np.argpartition(logits, -size)[-size:].astype(np.int32)
+            data = self._masked(shortlist, logits)
+            allowed = np.isfinite(data["logit"])
+            if not allowed.any():
+                continue
+            if weights is None:
+                return self._draw(data[allowed])
+            inside = weights[shortlist]
+            if float(weights.sum() - inside.sum()) <= TAIL * float(inside[allowed].sum()):
+                return self._draw(data[allowed])
+        data = self._masked(np.arange(self.n_vocab, dtype=np.int32), logits)
+        data = data[np.isfinite(data["logit"])]
+        self.allowed.put(key, data["id"].copy())
+        return self._draw(data)
+
+    def _masked(self, ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        """Candidates `ids` with their logits, -inf where the grammar forbids them."""
+        data = _token_data(ids, logits)
+        llama_cpp.llama_sampler_apply(self.grammar, ctypes.byref(_candidates(data)))
+        return data
+
+    def _draw(self, data: np.ndarray) -> int:
+        candidates = _candidates(data)
         llama_cpp.llama_sampler_apply(self.chain, ctypes.byref(candidates))
-        # (no second accept into the chain: its samplers keep no per-token state)
+        # (no accept into the chain: its samplers keep no per-token state)
         return int(candidates.data[candidates.selected].id)
 
     def free(self) -> None:
@@ -176,3 +237,19 @@ class SequenceSampler:
 
 # llama_token_data (llama.h): token id, logit, probability
 _TOKEN_DATA = np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)])
+SHORTLISTS = (256, 4096, 32768)  # tokens the grammar checks first in a constrained redraw
+REMEMBERED = 32  # grammar states whose allowed tokens a decode call keeps (up to 1 MB each)
+TAIL = 1e-3  # the most allowed probability the shortlist may leave out
+
+
+def _token_data(ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    data = np.zeros(len(ids), dtype=_TOKEN_DATA)
+    data["id"] = ids
+    data["logit"] = logits[ids]
+    return data
+
+
+def _candidates(data: np.ndarray) -> Any:
+    """A llama_token_data_array over `data` (not sorted, nothing selected; `data` must outlive it)."""
+    pointer = data.ctypes.data_as(ctypes.POINTER(llama_cpp.llama_token_data))
+    return llama_cpp.llama_token_data_array(pointer, len(data), -1, False)
