@@ -187,7 +187,8 @@ class SequenceSampler:
 
     def _constrained(self, ctx: Any, index: int) -> int:
         """A draw from the grammar-masked distribution. Checking the grammar against all of
-        Gemma-3's 262k tokens takes ~50 ms, a third of its structured keyword time, so the tokens
+        Gemma-3's 262k tokens takes ~30 ms, 45 % of its structured keyword time (BENCHMARKS.md,
+        bench_grammar_redraws.py), so the tokens
         allowed in this grammar state are looked up first (`AllowedTokens`), then the grammar
         checks the most likely tokens in growing shortlists (`SHORTLISTS`). A shortlist decides
         when one of its tokens is allowed and, unless decoding is greedy (then it is exact), the
@@ -200,6 +201,7 @@ class SequenceSampler:
         if known is not None:
             return self._draw(_token_data(known, logits))
         weights = None if self.greedy else np.exp((logits - logits.max()) / self.spread, dtype=np.float64)
+        total = 0.0 if weights is None else float(weights.sum())
         for size in (n for n in SHORTLISTS if n < self.n_vocab):
             shortlist = np.argpartition(logits, -size)[-size:].astype(np.int32)
             data = self._masked(shortlist, logits)
@@ -209,7 +211,7 @@ class SequenceSampler:
             if weights is None:
                 return self._draw(data[allowed])
             inside = weights[shortlist]
-            if float(weights.sum() - inside.sum()) <= TAIL * float(inside[allowed].sum()):
+            if total - float(inside.sum()) <= TAIL * float(inside[allowed].sum()):
                 return self._draw(data[allowed])
         data = self._masked(np.arange(self.n_vocab, dtype=np.int32), logits)
         data = data[np.isfinite(data["logit"])]

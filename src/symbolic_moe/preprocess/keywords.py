@@ -142,6 +142,17 @@ class KeywordSamples:
     invalid: dict[str, int] = field(default_factory=dict)  # question id -> unusable answers
 
 
+def keyword_settings(base: GenerationSettings, config: KeywordConfig) -> GenerationSettings:
+    """How the keyword LLM samples (`base`: its model's settings)."""
+    return GenerationSettings(
+        temperature=config.temperature,
+        top_p=base.top_p,
+        max_tokens=config.token_limit,
+        seed=base.seed,
+        json_schema=json.dumps(keyword_schema(config.max_length)) if config.structured else None,
+    )
+
+
 def annotate(
     questions: Sequence[Question],
     scheduler: Scheduler,
@@ -150,14 +161,7 @@ def annotate(
 ) -> KeywordSamples:
     """The raw keyword samples of every question, from the keyword LLM (stored generations).
     `completions`, when given, receives each question's keyword generations (for its usage)."""
-    base = scheduler.pool.settings(config.model)
-    settings = GenerationSettings(
-        temperature=config.temperature,
-        top_p=base.top_p,
-        max_tokens=config.token_limit,
-        seed=base.seed,
-        json_schema=json.dumps(keyword_schema(config.max_length)) if config.structured else None,
-    )
+    settings = keyword_settings(scheduler.pool.settings(config.model), config)
     jobs = [
         Job(config.model, keyword_request(q, sample, config.structured), settings)
         for q in questions
